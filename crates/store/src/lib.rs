@@ -1,1 +1,357 @@
-//! placeholder
+//! The storage trait of tocsin and the one conformance suite every implementation passes.
+//!
+//! Persistence is a trait with two implementations (embedded SQLite now, PostgreSQL later). The
+//! trait is shaped by the flow's invariants rather than by tables:
+//!
+//! - **Imports are all-or-nothing.** [`Store::import_snapshot`] stores a whole snapshot of one
+//!   updater (content-addressed vulnerabilities plus a new update operation) in one transaction,
+//!   or nothing; an identical fingerprint creates no operation.
+//! - **Exactly-once processing.** [`Store::commit_processed`] writes the change set, the
+//!   notification set, its outbox receipts and the updater's "processed" mark in one transaction,
+//!   and only if the mark still equals the caller's `prev` (compare-and-set). A crash before the
+//!   commit leaves the operation unprocessed; a second processor loses the race with
+//!   [`StoreError::Conflict`].
+//! - **Deliveries are claimed, not shared.** [`Store::claim_deliveries`] leases due receipts to one
+//!   worker; the lease expires so a crashed worker's work is picked up again (at-least-once), and
+//!   [`Store::record_attempt`] re-checks the receipt under the claim so a set deleted meanwhile is
+//!   never resurrected.
+//!
+//! Times are `time::OffsetDateTime` (UTC) passed in by the caller, so tests control the clock.
+#![deny(missing_docs)]
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tocsin_model::change::ChangeSet;
+use tocsin_model::claircore::UpdateOperation;
+use tocsin_model::inventory::Manifest;
+use tocsin_model::notification::{Notification, ReceiptStatus};
+use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::Digest;
+use uuid::Uuid;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// The result type of every store call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A manifest's internal id: dense, never reused, small enough for roaring bitmaps.
+pub type ManifestId = u32;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A compare-and-set lost: someone else changed the row first.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The caller asked for something that does not fit the stored state.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, SQL, connection).
+    #[error("storage backend: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What [`Store::put_manifest`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// A new manifest.
+    Created,
+    /// The same digest with different content: replaced (same id).
+    Replaced,
+    /// Identical content: nothing changed.
+    Unchanged,
+}
+
+/// A manifest's listing entry.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ManifestSummary {
+    /// Internal id.
+    pub id: ManifestId,
+    /// Digest.
+    pub digest: Digest,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Inventory format.
+    pub format: String,
+    /// Number of packages in the inventory.
+    pub packages: u64,
+    /// When it was first stored.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What [`Store::import_snapshot`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// A new update operation was created.
+    Created(UpdateOperation),
+    /// The snapshot's fingerprint equals the updater's latest operation: nothing stored.
+    Unchanged(UpdateOperation),
+}
+
+/// An updater's state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UpdaterInfo {
+    /// Name.
+    pub name: String,
+    /// Its newest update operation.
+    pub latest: Option<UpdateOperation>,
+    /// The last update operation tocsin processed (the base of the next diff).
+    pub processed: Option<Uuid>,
+    /// Number of update operations kept.
+    pub operations: u64,
+    /// Vulnerabilities in the newest operation.
+    pub vulnerabilities: u64,
+}
+
+/// A new v4 notification set, with its entries in page order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewNotificationSet {
+    /// The set id (the notification id of the wire format).
+    pub id: Uuid,
+    /// The updater it came from.
+    pub updater: String,
+    /// The update operation it came from (absent in test mode).
+    pub operation: Option<Uuid>,
+    /// Entries, in the order pages return them.
+    pub entries: Vec<Notification>,
+    /// Channels to deliver on: one outbox receipt per channel (none: pull only).
+    pub channels: Vec<String>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// Everything processing one update operation produced, committed atomically.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessedUpdate {
+    /// The updater.
+    pub updater: String,
+    /// The processed mark the caller read (compare-and-set against it).
+    pub prev: Option<Uuid>,
+    /// The operation now processed.
+    pub cur: Uuid,
+    /// The change set.
+    pub change_set: ChangeSet,
+    /// The notification set, when the change touched any manifest and notifying is on.
+    pub notifications: Option<NewNotificationSet>,
+}
+
+/// A notification set's listing entry.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct NotificationSetInfo {
+    /// Set id.
+    pub id: Uuid,
+    /// Updater.
+    pub updater: String,
+    /// Update operation (absent in test mode).
+    pub operation: Option<Uuid>,
+    /// Number of entries.
+    pub entries: u64,
+    /// Overall state: `deleted` once the client deleted it, else the least advanced receipt's
+    /// state (or `delivered` when there are no channels).
+    pub status: ReceiptStatus,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Per-channel receipts.
+    pub receipts: Vec<Receipt>,
+}
+
+/// One channel's delivery state of one set.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Receipt {
+    /// Channel name.
+    pub channel: String,
+    /// State.
+    pub status: ReceiptStatus,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due (absent once final).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// When it was delivered.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub delivered_at: Option<OffsetDateTime>,
+}
+
+/// A delivery leased to one worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryTask {
+    /// The set.
+    pub set_id: Uuid,
+    /// The channel.
+    pub channel: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When the set was created (for the dead-letter age).
+    pub created_at: OffsetDateTime,
+    /// Number of entries in the set.
+    pub entries: u64,
+    /// Lease token: must be presented back to [`Store::record_attempt`].
+    pub lease: Uuid,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Delivered.
+    Delivered,
+    /// Delivered, and the channel's semantics end the set's life (Clair's direct mode).
+    DeliveredAndDeleted,
+    /// Failed; try again at `retry_at`, or give up when `dead_letter` is set.
+    Failed {
+        /// When to try again.
+        #[serde(with = "time::serde::rfc3339")]
+        retry_at: OffsetDateTime,
+        /// Give up (dead letter) instead of retrying.
+        dead_letter: bool,
+    },
+}
+
+/// One recorded attempt (append-only history).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Attempt {
+    /// The set.
+    pub set_id: Uuid,
+    /// The channel.
+    pub channel: String,
+    /// When the attempt started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// Remote status (HTTP status code), when there was one.
+    pub status_code: Option<u16>,
+    /// Error text, for failures.
+    pub error: Option<String>,
+    /// The outcome.
+    #[serde(flatten)]
+    pub outcome: AttemptOutcome,
+}
+
+/// Delivery backlog by state, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Backlog {
+    /// Receipts waiting for a first attempt.
+    pub created: u64,
+    /// Receipts whose last attempt failed.
+    pub failed: u64,
+    /// Receipts given up on.
+    pub dead_letter: u64,
+    /// Receipts delivered.
+    pub delivered: u64,
+}
+
+/// What garbage collection removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcStats {
+    /// Notification sets removed (bodies, receipts and attempts included).
+    pub sets: u64,
+    /// Vulnerabilities no longer referenced by any kept update operation.
+    pub vulnerabilities: u64,
+}
+
+/// tocsin's persistence. Every implementation passes [`conformance`] (feature `conformance`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- manifests ----------------------------------------------------------------------------
+
+    /// Stores a manifest (keyed by digest), keeping its id when it is replaced.
+    async fn put_manifest(&self, m: &Manifest, now: OffsetDateTime) -> Result<(ManifestId, PutOutcome)>;
+    /// One manifest.
+    async fn get_manifest(&self, digest: &Digest) -> Result<Option<Manifest>>;
+    /// Removes a manifest; false when it did not exist.
+    async fn delete_manifest(&self, digest: &Digest) -> Result<bool>;
+    /// Manifests in digest order, starting after `after`.
+    async fn list_manifests(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ManifestSummary>>;
+    /// Manifests with their ids in id order, starting after `after` (for rebuilding the index).
+    async fn manifests_by_id(&self, after: Option<ManifestId>, limit: usize) -> Result<Vec<(ManifestId, Manifest)>>;
+
+    // ---- feeds --------------------------------------------------------------------------------
+
+    /// Stores a snapshot of an updater all-or-nothing. `fingerprint` is the snapshot's content
+    /// hash; equal to the latest operation's, nothing is stored.
+    async fn import_snapshot(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Vulnerability],
+        now: OffsetDateTime,
+    ) -> Result<ImportOutcome>;
+    /// Every updater.
+    async fn updaters(&self) -> Result<Vec<UpdaterInfo>>;
+    /// An updater's operations, newest first.
+    async fn update_operations(&self, updater: &str) -> Result<Vec<UpdateOperation>>;
+    /// The vulnerability ids of an update operation.
+    async fn operation_vulnerabilities(&self, op: Uuid) -> Result<Vec<VulnId>>;
+    /// Vulnerabilities by id (unknown ids are skipped), in the order asked.
+    async fn vulnerabilities(&self, ids: &[VulnId]) -> Result<Vec<(VulnId, Vulnerability)>>;
+
+    // ---- processing ---------------------------------------------------------------------------
+
+    /// Commits a processed update operation atomically (see the crate doc). Returns
+    /// [`StoreError::Conflict`] when the updater's processed mark is not `p.prev`.
+    async fn commit_processed(&self, p: &ProcessedUpdate) -> Result<()>;
+    /// The change set recorded for an update operation.
+    async fn change_set(&self, op: Uuid) -> Result<Option<ChangeSet>>;
+    /// Creates a notification set outside update processing (test mode).
+    async fn create_notification_set(&self, set: &NewNotificationSet) -> Result<()>;
+
+    // ---- notifications ------------------------------------------------------------------------
+
+    /// Up to `limit` entries of a set after position `after` (0 = from the start), and the
+    /// position to continue from when more follow. `None` when the set is unknown or deleted.
+    async fn notification_page(
+        &self,
+        set: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<(Vec<Notification>, Option<u64>)>>;
+    /// Marks a set deleted (ends delivery); false when unknown or already deleted.
+    async fn delete_notification_set(&self, set: Uuid, now: OffsetDateTime) -> Result<bool>;
+    /// One set's listing entry.
+    async fn notification_set(&self, set: Uuid) -> Result<Option<NotificationSetInfo>>;
+    /// Sets, newest first, optionally only those in `status`, starting after set `after`.
+    async fn notification_sets(
+        &self,
+        status: Option<ReceiptStatus>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<NotificationSetInfo>>;
+
+    // ---- outbox -------------------------------------------------------------------------------
+
+    /// Leases up to `limit` receipts of `channel` that are due (created or failed with
+    /// `next_attempt_at <= now`, not deleted, not leased by someone else) for `lease_for`.
+    async fn claim_deliveries(
+        &self,
+        channel: &str,
+        now: OffsetDateTime,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<DeliveryTask>>;
+    /// Records an attempt and moves the receipt on, provided the lease still holds; returns the
+    /// receipt's new state (`Deleted` when the client deleted the set meanwhile: then nothing but
+    /// the attempt is recorded). A lost lease is [`StoreError::Conflict`].
+    async fn record_attempt(&self, task: &DeliveryTask, attempt: &Attempt) -> Result<ReceiptStatus>;
+    /// A set's attempt history, oldest first.
+    async fn attempts(&self, set: Uuid) -> Result<Vec<Attempt>>;
+    /// The delivery backlog by state.
+    async fn backlog(&self) -> Result<Backlog>;
+
+    // ---- housekeeping -------------------------------------------------------------------------
+
+    /// Removes deleted sets, and delivered sets older than `delivered_retention`, with their
+    /// entries, receipts and attempts; and vulnerabilities no operation references any more.
+    async fn collect_garbage(&self, now: OffsetDateTime, delivered_retention: Duration) -> Result<GcStats>;
+}
