@@ -1,0 +1,121 @@
+//! The forward direction: vulnerabilities by key, for vulnerability reports.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tocsin_model::inventory::InstalledPackage;
+use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_versions::CompiledRule;
+
+use crate::{package_keys, vuln_slots, Candidate};
+
+/// A vulnerability ready for matching.
+#[derive(Debug)]
+pub struct VulnEntry {
+    /// Content address.
+    pub id: VulnId,
+    /// The record.
+    pub vuln: Vulnerability,
+    /// Its compiled rule.
+    pub rule: CompiledRule,
+}
+
+impl VulnEntry {
+    /// Compiles a vulnerability's rule.
+    pub fn new(id: VulnId, vuln: Vulnerability) -> Self {
+        let rule = CompiledRule::new(&vuln.affected, &vuln.package.ecosystem);
+        VulnEntry { id, vuln, rule }
+    }
+}
+
+/// The current vulnerabilities of every updater, by key. Bare OS ecosystems (`Debian`) are
+/// filed under the bare name and found through the package's ecosystem base.
+#[derive(Debug, Default)]
+pub struct VulnIndex {
+    by_updater: HashMap<String, Vec<Arc<VulnEntry>>>,
+    by_key: HashMap<Candidate, Vec<Arc<VulnEntry>>>,
+}
+
+impl VulnIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces one updater's vulnerabilities.
+    pub fn set_updater(&mut self, updater: &str, entries: Vec<VulnEntry>) {
+        if let Some(old) = self.by_updater.remove(updater) {
+            for e in &old {
+                for key in Self::keys_of(&e.vuln) {
+                    if let Some(list) = self.by_key.get_mut(&key) {
+                        list.retain(|x| !Arc::ptr_eq(x, e));
+                        if list.is_empty() {
+                            self.by_key.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        let entries: Vec<Arc<VulnEntry>> = entries.into_iter().map(Arc::new).collect();
+        for e in &entries {
+            for key in Self::keys_of(&e.vuln) {
+                self.by_key.entry(key).or_default().push(Arc::clone(e));
+            }
+        }
+        self.by_updater.insert(updater.to_string(), entries);
+    }
+
+    /// Number of vulnerabilities held.
+    pub fn len(&self) -> usize {
+        self.by_updater.values().map(Vec::len).sum()
+    }
+
+    /// Whether no vulnerability is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn keys_of(v: &Vulnerability) -> Vec<Candidate> {
+        vuln_slots(v.package.kind)
+            .iter()
+            .map(|slot| Candidate {
+                ecosystem: v.package.ecosystem.clone(),
+                name: v.package.name.clone(),
+                slot: *slot,
+            })
+            .collect()
+    }
+
+    /// The vulnerabilities affecting one installed package, deduplicated.
+    pub fn matching(&self, p: &InstalledPackage) -> Vec<Arc<VulnEntry>> {
+        let mut out: Vec<Arc<VulnEntry>> = Vec::new();
+        let base = tocsin_model::ecosystem::base(&p.ecosystem);
+        for key in package_keys(p) {
+            let mut lookups = vec![key.clone()];
+            if base != p.ecosystem {
+                lookups.push(Candidate {
+                    ecosystem: base.to_string(),
+                    ..key.clone()
+                });
+            }
+            for k in lookups {
+                for e in self.by_key.get(&k).into_iter().flatten() {
+                    if out.iter().any(|x| Arc::ptr_eq(x, e)) {
+                        continue;
+                    }
+                    if e.rule.matches(&p.version, &p.normalized_version, &p.arch) {
+                        out.push(Arc::clone(e));
+                    }
+                }
+            }
+        }
+        // Keep the slot order irrelevant to callers: most severe first, then by name.
+        out.sort_by(|a, b| {
+            b.vuln
+                .normalized_severity
+                .cmp(&a.vuln.normalized_severity)
+                .then_with(|| a.vuln.name.cmp(&b.vuln.name))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        out
+    }
+}

@@ -1,0 +1,206 @@
+//! Both directions agree with the one predicate, on hand-built cases covering names, sources,
+//! bare OS ecosystems and version rules.
+use tocsin_index::{affects, ManifestIndex, VulnEntry, VulnIndex};
+use tocsin_model::inventory::InstalledPackage;
+use tocsin_model::vuln::{
+    Affected, Event, NameKind, OsvRange, PackageSpec, RangeKind, Vulnerability,
+};
+use tocsin_model::Severity;
+
+fn pkg(eco: &str, name: &str, source: Option<&str>, version: &str) -> InstalledPackage {
+    InstalledPackage {
+        ecosystem: eco.into(),
+        name: name.into(),
+        source_name: source.map(Into::into),
+        version: version.into(),
+        arch: String::new(),
+        normalized_version: String::new(),
+        package_id: "1".into(),
+    }
+}
+
+fn vuln(
+    name: &str,
+    eco: &str,
+    pkg: &str,
+    kind: NameKind,
+    kind_range: RangeKind,
+    fixed: &str,
+) -> Vulnerability {
+    Vulnerability {
+        updater: "u".into(),
+        name: name.into(),
+        aliases: vec![],
+        description: String::new(),
+        links: String::new(),
+        issued: String::new(),
+        severity: String::new(),
+        normalized_severity: Severity::High,
+        package: PackageSpec {
+            ecosystem: eco.into(),
+            name: pkg.into(),
+            kind,
+        },
+        distribution: None,
+        repository: None,
+        fixed_in_version: fixed.into(),
+        affected: Affected::Osv {
+            ranges: vec![OsvRange {
+                kind: kind_range,
+                events: vec![Event::Introduced("0".into()), Event::Fixed(fixed.into())],
+            }],
+            versions: vec![],
+        },
+    }
+}
+
+#[test]
+fn reverse_and_forward_agree_with_the_predicate() {
+    let manifests: Vec<Vec<InstalledPackage>> = vec![
+        vec![
+            pkg(
+                "Debian:10",
+                "libssl1.1",
+                Some("openssl"),
+                "1.1.1d-0+deb10u3",
+            ),
+            pkg("Go", "github.com/gin-gonic/gin", None, "v1.5.0"),
+        ],
+        vec![
+            pkg("Debian:11", "openssl", None, "1.1.1n-0+deb11u3"),
+            pkg("Go", "github.com/gin-gonic/gin", None, "v1.6.0"),
+        ],
+        vec![
+            pkg("Debian:10", "openssl", None, "1.1.1n-0+deb10u3"),
+            pkg("npm", "lodash", None, "4.17.20"),
+        ],
+    ];
+    let vulns = vec![
+        vuln(
+            "DSA-1",
+            "Debian:10",
+            "openssl",
+            NameKind::Source,
+            RangeKind::Ecosystem,
+            "1.1.1n-0+deb10u1",
+        ),
+        vuln(
+            "DSA-2",
+            "Debian",
+            "openssl",
+            NameKind::Any,
+            RangeKind::Ecosystem,
+            "1.1.1z",
+        ),
+        vuln(
+            "GO-1",
+            "Go",
+            "github.com/gin-gonic/gin",
+            NameKind::Binary,
+            RangeKind::Semver,
+            "1.6.0",
+        ),
+        vuln(
+            "NPM-1",
+            "npm",
+            "lodash",
+            NameKind::Binary,
+            RangeKind::Semver,
+            "4.17.21",
+        ),
+        vuln(
+            "NPM-2",
+            "npm",
+            "openssl",
+            NameKind::Binary,
+            RangeKind::Semver,
+            "9.9.9",
+        ),
+    ];
+
+    let mut idx = ManifestIndex::new();
+    for (i, m) in manifests.iter().enumerate() {
+        idx.add(i as u32, m);
+    }
+    let mut fwd = VulnIndex::new();
+    fwd.set_updater(
+        "u",
+        vulns
+            .iter()
+            .map(|v| VulnEntry::new(v.id(), v.clone()))
+            .collect(),
+    );
+
+    let mut checked = 0;
+    for v in &vulns {
+        let entry = VulnEntry::new(v.id(), v.clone());
+        let got: Vec<u32> = idx.affected(v, &entry.rule).iter().collect();
+        let want: Vec<u32> = manifests
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.iter().any(|p| affects(v, p)))
+            .map(|(i, _)| i as u32)
+            .collect();
+        assert_eq!(got, want, "reverse direction for {}", v.name);
+        for (i, m) in manifests.iter().enumerate() {
+            let forward_hit = m
+                .iter()
+                .any(|p| fwd.matching(p).iter().any(|e| e.vuln.name == v.name));
+            assert_eq!(
+                forward_hit,
+                want.contains(&(i as u32)),
+                "forward direction for {} on manifest {i}",
+                v.name
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15);
+
+    // Spot facts, so the agreement above is not vacuous.
+    let by_name = |n: &str| vulns.iter().find(|v| v.name == n).unwrap();
+    let hits = |n: &str| {
+        let v = by_name(n);
+        let e = VulnEntry::new(v.id(), v.clone());
+        idx.affected(v, &e.rule).iter().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        hits("DSA-1"),
+        vec![0],
+        "source name openssl on Debian 10, 1.1.1d < fixed"
+    );
+    assert_eq!(
+        hits("DSA-2"),
+        vec![0, 1, 2],
+        "bare Debian applies to every release"
+    );
+    assert_eq!(hits("GO-1"), vec![0], "gin v1.5.0 affected, v1.6.0 not");
+    assert_eq!(hits("NPM-1"), vec![2]);
+    assert!(hits("NPM-2").is_empty(), "ecosystems never cross");
+}
+
+#[test]
+fn removing_a_manifest_removes_its_references() {
+    let mut idx = ManifestIndex::new();
+    let m = vec![pkg("npm", "lodash", None, "4.17.20")];
+    idx.add(7, &m);
+    idx.add(8, &m);
+    let v = vuln(
+        "NPM-1",
+        "npm",
+        "lodash",
+        NameKind::Binary,
+        RangeKind::Semver,
+        "4.17.21",
+    );
+    let e = VulnEntry::new(v.id(), v.clone());
+    assert_eq!(idx.affected(&v, &e.rule).len(), 2);
+    idx.remove(7, &m);
+    assert_eq!(
+        idx.affected(&v, &e.rule).iter().collect::<Vec<_>>(),
+        vec![8]
+    );
+    idx.remove(8, &m);
+    assert_eq!(idx.stats().postings, 0);
+    assert!(!idx.contains(8));
+}
