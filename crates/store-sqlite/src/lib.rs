@@ -1,1 +1,424 @@
-//! placeholder
+//! tocsin's embedded store: the [`Store`] trait on a bundled SQLite database in a data directory.
+//!
+//! Small installs run one tocsin process with nothing else beside it, so the default store is a
+//! single file, `<dir>/tocsin.db`, written through SQLite (compiled in, no system library).
+//!
+//! # Design
+//!
+//! - **One writer, several readers.** SQLite allows one writer at a time; WAL mode lets readers
+//!   proceed beside it on their own snapshot. Writes therefore go through one connection behind a
+//!   `std::sync::Mutex`, reads through a small pool of query-only connections, so paging a
+//!   notification never waits behind a long import. rusqlite is synchronous: every call runs on
+//!   `tokio::task::spawn_blocking`, and the mutex is only ever held inside that blocking closure,
+//!   never across an `.await`.
+//! - **Every trait call that writes is one transaction.** Imports, processing commits (change set,
+//!   notification set, entries, receipts and the processed mark) and delivery bookkeeping each
+//!   commit whole or not at all. Write transactions start `IMMEDIATE`, taking the write lock up
+//!   front, so a compare-and-set read and its write cannot interleave with another process.
+//! - **Encode before locking.** JSON encoding and hashing (thousands of vulnerabilities, up to
+//!   hundreds of thousands of notification entries) happen before the writer lock is taken, so the
+//!   lock is held only for SQL; bulk rows go through cached prepared statements.
+//! - **Durability.** `synchronous=NORMAL` in WAL mode survives a crash or SIGKILL of the process
+//!   (committed transactions are in the WAL and replayed at the next open); only a power loss can
+//!   drop the newest commits, never partially. [`Store::commit_processed`] alone runs with
+//!   `synchronous=FULL`: once its notification set may have been delivered, forgetting the commit
+//!   on power loss would re-process the operation and deliver the same news again under a new id.
+//!   It happens once per update operation, so the extra fsync costs nothing noticeable.
+//! - **Schema migrations** are an ordered list applied at open, each in its own transaction with
+//!   its `schema_migrations` row; re-opening is a no-op, a newer schema is refused.
+//!
+//! Beyond the trait's documentation, this store (and the conformance suite) pins down: times are
+//! kept to the nanosecond as Unix nanoseconds (years 1678–2261, else `Invalid`);
+//! `operation_vulnerabilities` returns ids sorted and refuses an unknown operation;
+//! `commit_processed` refuses a change set or notification set that names another updater or
+//! operation; a `record_attempt` whose lease was lost still records the attempt before returning
+//! `Conflict`.
+#![deny(missing_docs)]
+
+mod convert;
+mod feeds;
+mod manifests;
+mod outbox;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use time::OffsetDateTime;
+use tocsin_model::change::ChangeSet;
+use tocsin_model::claircore::UpdateOperation;
+use tocsin_model::inventory::Manifest;
+use tocsin_model::notification::{Notification, ReceiptStatus};
+use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::Digest;
+use tocsin_store::{
+    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, ManifestId, ManifestSummary,
+    NewNotificationSet, NotificationSetInfo, ProcessedUpdate, PutOutcome, Result, Store,
+    StoreError, UpdaterInfo,
+};
+use uuid::Uuid;
+
+use crate::convert::SqlContext;
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "tocsin.db";
+
+/// Idle read connections kept for reuse; more are opened on demand under load.
+const MAX_IDLE_READERS: usize = 4;
+
+/// The embedded store. Cheap to clone: clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The database file; `None` for an in-memory database (then reads use the writer, since a
+    /// second connection would see a different database).
+    path: Option<PathBuf>,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex even if a previous holder panicked: the guarded connections stay valid (an
+/// open transaction is rolled back when its guard unwinds), and `reset` re-checks that.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Rolls back a transaction left open by a panic, so the next caller starts clean.
+fn reset(conn: &Connection) -> Result<()> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK")
+            .ctx("rolling back a transaction left open by a failed call")?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, i.e. the database `dir/tocsin.db`, and
+    /// brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Backend(
+                format!("creating the data directory {}: {e}", dir.display()).into(),
+            )
+        })?;
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)
+            .with_ctx(|| format!("opening the database {}", path.display()))?;
+        schema::configure_writer(&conn)?;
+        schema::migrate(&mut conn)?;
+        tracing::debug!(path = %path.display(), "opened the embedded store");
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: Some(path),
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// A store in memory, gone when the last clone is dropped (tests and dry runs).
+    pub fn open_in_memory() -> Result<SqliteStore> {
+        let mut conn = Connection::open_in_memory().ctx("opening an in-memory database")?;
+        schema::configure_writer(&conn)?;
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: None,
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file, or `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Runs `f` on the blocking pool.
+    async fn blocking<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| {
+                StoreError::Backend(format!("{op}: the storage task failed: {e}").into())
+            })?
+    }
+}
+
+impl Inner {
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        reset(&conn)?;
+        f(&mut conn)
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let Some(path) = &self.path else {
+            return self.with_writer(|c| f(c));
+        };
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(path)
+                    .with_ctx(|| format!("opening a read connection to {}", path.display()))?;
+                schema::configure_reader(&c)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        // A connection left inside a transaction (by an error mid-read) is dropped, not reused.
+        if conn.is_autocommit() {
+            let mut idle = lock(&self.readers);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_manifest(
+        &self,
+        m: &Manifest,
+        now: OffsetDateTime,
+    ) -> Result<(ManifestId, PutOutcome)> {
+        let m = m.clone();
+        self.blocking("put_manifest", move |db| {
+            let encoded = manifests::encode(&m)?;
+            db.with_writer(|c| manifests::put(c, &encoded, now))
+        })
+        .await
+    }
+
+    async fn get_manifest(&self, digest: &Digest) -> Result<Option<Manifest>> {
+        let digest = digest.clone();
+        self.blocking("get_manifest", move |db| {
+            db.with_reader(|c| manifests::get(c, &digest))
+        })
+        .await
+    }
+
+    async fn delete_manifest(&self, digest: &Digest) -> Result<bool> {
+        let digest = digest.clone();
+        self.blocking("delete_manifest", move |db| {
+            db.with_writer(|c| manifests::delete(c, &digest))
+        })
+        .await
+    }
+
+    async fn list_manifests(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ManifestSummary>> {
+        let after = after.cloned();
+        self.blocking("list_manifests", move |db| {
+            db.with_reader(|c| manifests::list(c, after.as_ref(), limit))
+        })
+        .await
+    }
+
+    async fn manifests_by_id(
+        &self,
+        after: Option<ManifestId>,
+        limit: usize,
+    ) -> Result<Vec<(ManifestId, Manifest)>> {
+        self.blocking("manifests_by_id", move |db| {
+            db.with_reader(|c| manifests::by_id(c, after, limit))
+        })
+        .await
+    }
+
+    async fn import_snapshot(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Vulnerability],
+        now: OffsetDateTime,
+    ) -> Result<ImportOutcome> {
+        let updater = updater.to_string();
+        let fingerprint = fingerprint.to_string();
+        let vulns = vulns.to_vec();
+        self.blocking("import_snapshot", move |db| {
+            let encoded = feeds::encode(&updater, &vulns)?;
+            drop(vulns);
+            db.with_writer(|c| feeds::import(c, &updater, &fingerprint, &encoded, now))
+        })
+        .await
+    }
+
+    async fn updaters(&self) -> Result<Vec<UpdaterInfo>> {
+        self.blocking("updaters", |db| db.with_reader(feeds::updaters))
+            .await
+    }
+
+    async fn update_operations(&self, updater: &str) -> Result<Vec<UpdateOperation>> {
+        let updater = updater.to_string();
+        self.blocking("update_operations", move |db| {
+            db.with_reader(|c| feeds::operations(c, &updater))
+        })
+        .await
+    }
+
+    async fn operation_vulnerabilities(&self, op: Uuid) -> Result<Vec<VulnId>> {
+        self.blocking("operation_vulnerabilities", move |db| {
+            db.with_reader(|c| feeds::operation_vulnerabilities(c, op))
+        })
+        .await
+    }
+
+    async fn vulnerabilities(&self, ids: &[VulnId]) -> Result<Vec<(VulnId, Vulnerability)>> {
+        let ids = ids.to_vec();
+        self.blocking("vulnerabilities", move |db| {
+            db.with_reader(|c| feeds::vulnerabilities(c, &ids))
+        })
+        .await
+    }
+
+    async fn commit_processed(&self, p: &ProcessedUpdate) -> Result<()> {
+        let p = p.clone();
+        self.blocking("commit_processed", move |db| {
+            let encoded = outbox::encode_processed(&p)?;
+            drop(p);
+            db.with_writer(|c| {
+                // FULL for this one transaction: see the crate doc (durability).
+                c.pragma_update(None, "synchronous", "FULL")
+                    .ctx("commit_processed: synchronous=FULL")?;
+                let out = outbox::commit_processed(c, &encoded);
+                let restored = c
+                    .pragma_update(None, "synchronous", "NORMAL")
+                    .ctx("commit_processed: synchronous=NORMAL");
+                out.and(restored)
+            })
+        })
+        .await
+    }
+
+    async fn change_set(&self, op: Uuid) -> Result<Option<ChangeSet>> {
+        self.blocking("change_set", move |db| {
+            db.with_reader(|c| outbox::change_set(c, op))
+        })
+        .await
+    }
+
+    async fn create_notification_set(&self, set: &NewNotificationSet) -> Result<()> {
+        let set = set.clone();
+        self.blocking("create_notification_set", move |db| {
+            let encoded = outbox::encode_set(&set)?;
+            drop(set);
+            db.with_writer(|c| outbox::create_set(c, &encoded))
+        })
+        .await
+    }
+
+    async fn notification_page(
+        &self,
+        set: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<(Vec<Notification>, Option<u64>)>> {
+        self.blocking("notification_page", move |db| {
+            db.with_reader(|c| outbox::page(c, set, after, limit))
+        })
+        .await
+    }
+
+    async fn delete_notification_set(&self, set: Uuid, now: OffsetDateTime) -> Result<bool> {
+        self.blocking("delete_notification_set", move |db| {
+            db.with_writer(|c| outbox::delete_set(c, set, now))
+        })
+        .await
+    }
+
+    async fn notification_set(&self, set: Uuid) -> Result<Option<NotificationSetInfo>> {
+        self.blocking("notification_set", move |db| {
+            db.with_reader(|c| outbox::notification_set(c, set))
+        })
+        .await
+    }
+
+    async fn notification_sets(
+        &self,
+        status: Option<ReceiptStatus>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<NotificationSetInfo>> {
+        self.blocking("notification_sets", move |db| {
+            db.with_reader(|c| outbox::notification_sets(c, status, after, limit))
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        channel: &str,
+        now: OffsetDateTime,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<DeliveryTask>> {
+        let channel = channel.to_string();
+        self.blocking("claim_deliveries", move |db| {
+            db.with_writer(|c| outbox::claim(c, &channel, now, lease_for, limit))
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        task: &DeliveryTask,
+        attempt: &Attempt,
+    ) -> Result<ReceiptStatus> {
+        let task = task.clone();
+        let attempt = attempt.clone();
+        self.blocking("record_attempt", move |db| {
+            let encoded = outbox::encode_attempt(&task, &attempt)?;
+            db.with_writer(|c| outbox::record_attempt(c, &task, &encoded))
+        })
+        .await
+    }
+
+    async fn attempts(&self, set: Uuid) -> Result<Vec<Attempt>> {
+        self.blocking("attempts", move |db| {
+            db.with_reader(|c| outbox::attempts(c, set))
+        })
+        .await
+    }
+
+    async fn backlog(&self) -> Result<Backlog> {
+        self.blocking("backlog", |db| db.with_reader(outbox::backlog))
+            .await
+    }
+
+    async fn collect_garbage(
+        &self,
+        now: OffsetDateTime,
+        delivered_retention: Duration,
+    ) -> Result<GcStats> {
+        self.blocking("collect_garbage", move |db| {
+            db.with_writer(|c| outbox::collect_garbage(c, now, delivered_retention))
+        })
+        .await
+    }
+}

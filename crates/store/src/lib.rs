@@ -267,15 +267,27 @@ pub trait Store: Send + Sync + 'static {
     // ---- manifests ----------------------------------------------------------------------------
 
     /// Stores a manifest (keyed by digest), keeping its id when it is replaced.
-    async fn put_manifest(&self, m: &Manifest, now: OffsetDateTime) -> Result<(ManifestId, PutOutcome)>;
+    async fn put_manifest(
+        &self,
+        m: &Manifest,
+        now: OffsetDateTime,
+    ) -> Result<(ManifestId, PutOutcome)>;
     /// One manifest.
     async fn get_manifest(&self, digest: &Digest) -> Result<Option<Manifest>>;
     /// Removes a manifest; false when it did not exist.
     async fn delete_manifest(&self, digest: &Digest) -> Result<bool>;
     /// Manifests in digest order, starting after `after`.
-    async fn list_manifests(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ManifestSummary>>;
+    async fn list_manifests(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ManifestSummary>>;
     /// Manifests with their ids in id order, starting after `after` (for rebuilding the index).
-    async fn manifests_by_id(&self, after: Option<ManifestId>, limit: usize) -> Result<Vec<(ManifestId, Manifest)>>;
+    async fn manifests_by_id(
+        &self,
+        after: Option<ManifestId>,
+        limit: usize,
+    ) -> Result<Vec<(ManifestId, Manifest)>>;
 
     // ---- feeds --------------------------------------------------------------------------------
 
@@ -343,7 +355,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records an attempt and moves the receipt on, provided the lease still holds; returns the
     /// receipt's new state (`Deleted` when the client deleted the set meanwhile: then nothing but
     /// the attempt is recorded). A lost lease is [`StoreError::Conflict`].
-    async fn record_attempt(&self, task: &DeliveryTask, attempt: &Attempt) -> Result<ReceiptStatus>;
+    async fn record_attempt(&self, task: &DeliveryTask, attempt: &Attempt)
+        -> Result<ReceiptStatus>;
     /// A set's attempt history, oldest first.
     async fn attempts(&self, set: Uuid) -> Result<Vec<Attempt>>;
     /// The delivery backlog by state.
@@ -353,5 +366,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes deleted sets, and delivered sets older than `delivered_retention`, with their
     /// entries, receipts and attempts; and vulnerabilities no operation references any more.
-    async fn collect_garbage(&self, now: OffsetDateTime, delivered_retention: Duration) -> Result<GcStats>;
+    async fn collect_garbage(
+        &self,
+        now: OffsetDateTime,
+        delivered_retention: Duration,
+    ) -> Result<GcStats>;
 }

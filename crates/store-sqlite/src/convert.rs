@@ -1,0 +1,162 @@
+//! Error context and the conversions between Rust values and SQLite columns.
+//!
+//! Times are stored as INTEGER Unix nanoseconds: comparisons such as "due" and "older than the
+//! retention" are then plain integer comparisons in SQL, and a caller's timestamp round-trips
+//! exactly. Ids are stored as hyphenated lower-case text so the database stays readable with the
+//! `sqlite3` shell.
+use std::time::Duration;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tocsin_store::StoreError;
+use uuid::Uuid;
+
+/// The result type used throughout the crate.
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A SQLite failure with the operation it happened in.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {cause}")]
+pub(crate) struct SqlError {
+    context: String,
+    cause: rusqlite::Error,
+}
+
+/// Maps a SQLite failure: value decoding problems mean the stored data is not what this build
+/// wrote (`Corrupt`); everything else is the backend failing (`Backend`).
+fn map(context: String, cause: rusqlite::Error) -> StoreError {
+    match cause {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => {
+            StoreError::Corrupt(format!("{context}: {cause}"))
+        }
+        cause => StoreError::Backend(Box::new(SqlError { context, cause })),
+    }
+}
+
+/// Adds "what we were doing" to rusqlite results.
+pub(crate) trait SqlContext<T> {
+    /// Context known up front.
+    fn ctx(self, context: &'static str) -> Result<T>;
+    /// Context built only on failure (for hot loops and messages naming a row).
+    fn with_ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> SqlContext<T> for rusqlite::Result<T> {
+    fn ctx(self, context: &'static str) -> Result<T> {
+        self.map_err(|e| map(context.to_string(), e))
+    }
+
+    fn with_ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| map(context(), e))
+    }
+}
+
+/// A time as stored: Unix nanoseconds.
+pub(crate) fn to_nanos(t: OffsetDateTime, what: &str) -> Result<i64> {
+    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| {
+        StoreError::Invalid(format!(
+            "{what} {t} cannot be stored (times must lie between the years 1678 and 2261)"
+        ))
+    })
+}
+
+/// A stored time back as a UTC `OffsetDateTime`.
+pub(crate) fn from_nanos(n: i64, what: impl FnOnce() -> String) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
+        .map_err(|e| StoreError::Corrupt(format!("{}: timestamp {n}: {e}", what())))
+}
+
+/// An optional stored time.
+pub(crate) fn from_opt_nanos(
+    n: Option<i64>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<OffsetDateTime>> {
+    n.map(|n| from_nanos(n, what)).transpose()
+}
+
+/// `t + d`, as stored.
+pub(crate) fn add_nanos(t: i64, d: Duration, what: &str) -> Result<i64> {
+    i64::try_from(d.as_nanos())
+        .ok()
+        .and_then(|d| t.checked_add(d))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!("{what}: {d:?} after {t} ns is past the year 2261"))
+        })
+}
+
+/// RFC 3339 text of a time (the update operation's `date`).
+pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String> {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .map_err(|e| StoreError::Invalid(format!("time {t} has no RFC 3339 form: {e}")))
+}
+
+/// A stored UUID.
+pub(crate) fn parse_uuid(s: &str, what: impl FnOnce() -> String) -> Result<Uuid> {
+    Uuid::parse_str(s)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {s:?} is not a UUID: {e}", what())))
+}
+
+/// A row count or size as stored.
+pub(crate) fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored count back as u64.
+pub(crate) fn to_u64(n: i64, what: impl FnOnce() -> String) -> Result<u64> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{}: negative count {n}", what())))
+}
+
+/// JSON decoding failure of a stored value.
+pub(crate) fn corrupt_json(what: String, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{what}: stored JSON does not decode (line {}, column {}): {e}",
+        e.line(),
+        e.column()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn times_round_trip_exactly() {
+        let t = datetime!(2026-08-21 12:34:56.123456789 UTC);
+        let n = to_nanos(t, "t").unwrap();
+        assert_eq!(from_nanos(n, || "t".into()).unwrap(), t);
+    }
+
+    #[test]
+    fn out_of_range_times_are_invalid_not_truncated() {
+        let far = datetime!(3000-01-01 0:00 UTC);
+        assert!(
+            matches!(to_nanos(far, "retry_at"), Err(StoreError::Invalid(m)) if m.contains("retry_at"))
+        );
+        assert!(add_nanos(i64::MAX - 1, Duration::from_secs(1), "lease").is_err());
+        assert_eq!(add_nanos(10, Duration::from_nanos(5), "lease").unwrap(), 15);
+    }
+
+    #[test]
+    fn rfc3339_is_utc() {
+        let t = datetime!(2026-08-21 14:00 +02:00);
+        assert_eq!(rfc3339(t).unwrap(), "2026-08-21T12:00:00Z");
+    }
+
+    #[test]
+    fn decoding_errors_are_corrupt_and_sql_errors_backend() {
+        let conv = rusqlite::Error::InvalidColumnType(0, "x".into(), rusqlite::types::Type::Blob);
+        assert!(matches!(
+            Err::<(), _>(conv).ctx("reading x"),
+            Err(StoreError::Corrupt(m)) if m.starts_with("reading x")
+        ));
+        let sql = rusqlite::Error::InvalidQuery;
+        let err = Err::<(), _>(sql).ctx("listing y").unwrap_err();
+        assert!(matches!(err, StoreError::Backend(_)));
+        assert!(err.to_string().contains("listing y"));
+        assert!(parse_uuid("nope", || "set".into()).is_err());
+    }
+}

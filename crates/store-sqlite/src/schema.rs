@@ -1,0 +1,240 @@
+//! Connection settings and schema migrations.
+//!
+//! Migrations are an append-only list: entry `i` is schema version `i + 1`. Each is applied in its
+//! own IMMEDIATE transaction together with its `schema_migrations` row, so a crash mid-migration
+//! leaves the previous version intact, and two processes opening one directory at once apply each
+//! migration exactly once (the second waits on the write lock, then sees the new version).
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use tocsin_store::StoreError;
+
+use crate::convert::{Result, SqlContext};
+
+/// How long a connection waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, one entry per version.
+///
+/// Design notes (why, not what):
+/// - `vulnerability` is content-addressed (id = hash of the body), so importing a snapshot writes
+///   only bodies never seen before; `operation_vulnerability` is the per-snapshot membership and is
+///   keyed (op, vuln_id) so one operation's ids come back sorted straight from the index.
+/// - `operation.seq` orders an updater's operations; the UUID `ref` is the public name.
+/// - `notification_entry` is keyed (set, position) with dense positions 1..n: paging is an index
+///   range scan and the continuation token is just the last position.
+/// - `receipt` is the outbox: one row per (set, channel), committed in the same transaction as the
+///   set itself, so a crash can never leave a set without its delivery rows.
+/// - Children of a notification set cascade on delete so garbage collection is one statement.
+/// - Times are INTEGER Unix nanoseconds (see `convert`).
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE manifest (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    digest       TEXT    NOT NULL UNIQUE,
+    format       TEXT    NOT NULL,
+    labels       TEXT    NOT NULL,
+    report       TEXT    NOT NULL,
+    content_hash TEXT    NOT NULL,
+    packages     INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+
+CREATE TABLE vulnerability (
+    id   TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+
+CREATE TABLE updater (
+    name         TEXT PRIMARY KEY,
+    processed_op TEXT
+);
+
+CREATE TABLE operation (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    ref         TEXT    NOT NULL UNIQUE,
+    updater     TEXT    NOT NULL REFERENCES updater(name),
+    fingerprint TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    date        TEXT    NOT NULL,
+    vulns       INTEGER NOT NULL
+);
+CREATE INDEX operation_by_updater ON operation(updater, seq);
+
+CREATE TABLE operation_vulnerability (
+    op      INTEGER NOT NULL REFERENCES operation(seq),
+    vuln_id TEXT    NOT NULL REFERENCES vulnerability(id),
+    PRIMARY KEY (op, vuln_id)
+) WITHOUT ROWID;
+CREATE INDEX operation_vulnerability_by_vuln ON operation_vulnerability(vuln_id);
+
+CREATE TABLE change_set (
+    op   INTEGER PRIMARY KEY REFERENCES operation(seq),
+    body TEXT NOT NULL
+);
+
+CREATE TABLE notification_set (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT    NOT NULL UNIQUE,
+    updater    TEXT    NOT NULL,
+    operation  TEXT,
+    entries    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+CREATE INDEX notification_set_by_age ON notification_set(created_at, seq);
+
+CREATE TABLE notification_entry (
+    set_seq  INTEGER NOT NULL REFERENCES notification_set(seq) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    body     TEXT    NOT NULL,
+    PRIMARY KEY (set_seq, position)
+) WITHOUT ROWID;
+
+CREATE TABLE receipt (
+    set_seq         INTEGER NOT NULL REFERENCES notification_set(seq) ON DELETE CASCADE,
+    channel         TEXT    NOT NULL,
+    status          TEXT    NOT NULL CHECK (status IN
+                        ('created', 'delivered', 'delivery_failed', 'dead_letter', 'deleted')),
+    attempts        INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    lease_id        TEXT,
+    lease_until     INTEGER,
+    delivered_at    INTEGER,
+    PRIMARY KEY (set_seq, channel)
+) WITHOUT ROWID;
+CREATE INDEX receipt_due ON receipt(channel, status, next_attempt_at);
+
+CREATE TABLE attempt (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    set_seq     INTEGER NOT NULL REFERENCES notification_set(seq) ON DELETE CASCADE,
+    channel     TEXT    NOT NULL,
+    at          INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    status_code INTEGER,
+    error       TEXT,
+    outcome     TEXT    NOT NULL CHECK (outcome IN ('delivered', 'delivered_and_deleted', 'failed')),
+    retry_at    INTEGER,
+    dead_letter INTEGER NOT NULL
+);
+CREATE INDEX attempt_by_set ON attempt(set_seq, at, seq);
+"#];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Settings for the one writer connection.
+///
+/// WAL lets readers run beside the writer. `synchronous=NORMAL` in WAL mode makes a commit
+/// durable against a crash or SIGKILL of the process (the WAL is in the OS page cache and is
+/// replayed on the next open); only a power loss can drop the newest commits, and never
+/// partially. `commit_processed` raises this to FULL for its own transaction (see lib.rs).
+pub(crate) fn configure_writer(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .ctx("setting the busy timeout")?;
+    // journal_mode returns the mode in force ("memory" for in-memory databases).
+    let _mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .ctx("enabling WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .ctx("setting synchronous=NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .ctx("enabling foreign keys")?;
+    Ok(())
+}
+
+/// Settings for a read connection: it can never write by accident.
+pub(crate) fn configure_reader(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .ctx("setting the busy timeout")?;
+    conn.pragma_update(None, "query_only", "ON")
+        .ctx("making a read connection query-only")?;
+    Ok(())
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`]; a no-op on an up-to-date database.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             applied_at TEXT    NOT NULL
+         )",
+    )
+    .ctx("creating schema_migrations")?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = index + 1;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a migration transaction")?;
+        let current: Option<i64> = tx
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .ctx("reading the schema version")?
+            .flatten();
+        let current = current.unwrap_or(0);
+        if current > crate::convert::to_i64(SCHEMA_VERSION) {
+            return Err(StoreError::Invalid(format!(
+                "the database has schema version {current}, newer than this build of tocsin \
+                 supports ({SCHEMA_VERSION}); upgrade tocsin"
+            )));
+        }
+        if current >= crate::convert::to_i64(version) {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .with_ctx(|| format!("applying schema migration {version}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) \
+             VALUES (?1, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+            [crate::convert::to_i64(version)],
+        )
+        .with_ctx(|| format!("recording schema migration {version}"))?;
+        tx.commit()
+            .with_ctx(|| format!("committing schema migration {version}"))?;
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(conn: &Connection) -> Vec<i64> {
+        let mut st = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn migrating_twice_applies_each_version_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        configure_writer(&conn).unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let want: Vec<i64> = (1..=crate::convert::to_i64(SCHEMA_VERSION)).collect();
+        assert_eq!(versions(&conn), want);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'x')",
+            [],
+        )
+        .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains("999")),
+            "{err}"
+        );
+    }
+}

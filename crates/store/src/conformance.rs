@@ -1,0 +1,1735 @@
+//! The behaviour every [`Store`] implementation must show, written once and run on each backend.
+//!
+//! Each behaviour is a public `async fn(&dyn Store)` here;
+//! [`store_conformance_suite!`](crate::store_conformance_suite) expands to one `#[test]` per
+//! behaviour, each on a fresh, empty store from the caller's factory:
+//!
+//! ```ignore
+//! async fn fresh() -> (SqliteStore, tempfile::TempDir) { /* … */ }
+//! tocsin_store::store_conformance_suite!(fresh());
+//! ```
+//!
+//! The factory expression is evaluated once per test and must yield something [`AsStore`]: a
+//! store, an `Arc` of one, or a `(store, guard)` pair whose guard (a temporary directory, a
+//! throw-away database) lives as long as the test.
+//!
+//! Written to be backend-neutral: times are whole seconds (PostgreSQL keeps microseconds),
+//! orderings are those the trait documents (digests in byte order, sets newest first), and no
+//! test looks at tables. Properties only one backend can show (crash safety, row counts) are
+//! tested in that backend's crate.
+//!
+//! Where the trait leaves a choice open, the suite pins one down, and every backend must agree:
+//! - `operation_vulnerabilities` returns ids sorted and deduplicated, and an unknown operation is
+//!   [`StoreError::Invalid`] (an empty list would read as "everything withdrawn" to a diff);
+//! - `import_snapshot` refuses a vulnerability of another updater, storing nothing;
+//! - `commit_processed` refuses a change set or notification set naming another updater or
+//!   operation, and an operation the updater does not have (`Invalid`, nothing written);
+//! - a set's status is `deleted` once deleted, else its least advanced receipt in the order
+//!   created, delivery_failed, dead_letter, delivered (`delivered` with no channels);
+//! - `record_attempt` always keeps the attempt in the history (even when it then reports a lost
+//!   lease as `Conflict`); `delivered_at` is the attempt's start plus its duration; a final
+//!   receipt (delivered, dead letter, deleted) has no `next_attempt_at`;
+//! - deleting a set marks every receipt `deleted`; `DeliveredAndDeleted` keeps the delivering
+//!   receipt `delivered` and marks the others `deleted`;
+//! - a lease expires at exactly `now + lease_for` (a claim at that instant succeeds);
+//! - `record_attempt` on a set already deleted and collected returns `Deleted` (nothing to keep);
+//! - garbage collection removes deleted sets at once, sets whose receipts were all delivered
+//!   before `now - retention`, and sets without channels created before that.
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::macros::datetime;
+use time::OffsetDateTime;
+use tocsin_model::change::{ChangeSet, VulnChange};
+use tocsin_model::claircore::{Distribution, Environment, IndexReport, Package};
+use tocsin_model::inventory::{InventoryFormat, Manifest};
+use tocsin_model::notification::{Notification, Reason, ReceiptStatus, VulnSummary};
+use tocsin_model::vuln::{
+    Affected, Event, NameKind, OsvRange, PackageSpec, RangeKind, Vulnerability,
+};
+use tocsin_model::{Digest, Severity};
+use uuid::Uuid;
+
+use crate::{
+    Attempt, AttemptOutcome, Backlog, DeliveryTask, ImportOutcome, NewNotificationSet,
+    ProcessedUpdate, PutOutcome, Store, StoreError,
+};
+
+/// Runs one behaviour on a fresh multi-threaded runtime (so blocking-pool backends and
+/// concurrent callers are exercised as in production).
+pub fn run<F: Future>(f: F) -> F::Output {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => panic!("cannot start a tokio runtime for the conformance suite: {e}"),
+    }
+}
+
+/// What a conformance factory yields: something that lends a [`Store`].
+pub trait AsStore {
+    /// The store under test.
+    fn as_store(&self) -> &dyn Store;
+}
+
+impl<S: Store> AsStore for S {
+    fn as_store(&self) -> &dyn Store {
+        self
+    }
+}
+
+impl<S: Store> AsStore for Arc<S> {
+    fn as_store(&self) -> &dyn Store {
+        self.as_ref()
+    }
+}
+
+impl AsStore for Arc<dyn Store> {
+    fn as_store(&self) -> &dyn Store {
+        self.as_ref()
+    }
+}
+
+impl<S: Store, G> AsStore for (S, G) {
+    fn as_store(&self) -> &dyn Store {
+        &self.0
+    }
+}
+
+/// Expands to one `#[test]` per conformance behaviour, each on a fresh store from `$factory` (an
+/// expression evaluated once per test, yielding a future whose output is [`AsStore`]).
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($factory:expr) => {
+        $crate::__store_conformance_tests!(
+            $factory;
+            manifest_put_created,
+            manifest_put_unchanged,
+            manifest_put_replaced_keeps_id,
+            manifest_get_round_trip,
+            manifest_delete,
+            manifest_list_paging,
+            manifest_ids_never_reused,
+            manifests_by_id_paging,
+            import_creates_operation,
+            import_identical_fingerprint_unchanged,
+            import_deduplicates_vulnerabilities,
+            import_is_all_or_nothing,
+            update_operations_newest_first,
+            operation_vulnerabilities_exact_set,
+            vulnerabilities_skip_unknown_keep_order,
+            updaters_info,
+            commit_processed_sets_mark,
+            commit_processed_conflict_writes_nothing,
+            commit_processed_rejects_mismatched_parts,
+            commit_without_notification_set,
+            commit_with_notification_set,
+            change_set_round_trip,
+            create_notification_set_test_mode,
+            notification_paging_every_entry_once,
+            notification_page_unknown_set,
+            delete_set_ends_paging,
+            notification_sets_newest_first_with_filter,
+            set_status_is_least_advanced_receipt,
+            claim_only_due,
+            claim_oldest_first_with_limit,
+            claim_lease_excludes_until_expiry,
+            claim_skips_deleted_sets,
+            record_delivered,
+            record_failed_reschedules,
+            record_dead_letter,
+            record_lost_lease_conflict,
+            record_delete_during_lease,
+            record_delivered_and_deleted,
+            record_attempt_rejects_foreign_attempt,
+            attempts_history_order,
+            backlog_counts,
+            gc_removes_deleted_and_old_delivered,
+            gc_keeps_referenced_vulnerabilities,
+            record_after_collection_is_deleted,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_tests {
+    ($factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::conformance::run(async {
+                    let fixture = $factory.await;
+                    $crate::conformance::$name($crate::conformance::AsStore::as_store(&fixture))
+                        .await;
+                });
+            }
+        )*
+    };
+}
+
+// ---- fixtures -----------------------------------------------------------------------------------
+
+/// The suite's clock: `t(0)` is a fixed instant, `t(n)` n seconds later.
+pub fn t(secs: i64) -> OffsetDateTime {
+    datetime!(2026-08-21 12:00 UTC) + time::Duration::seconds(secs)
+}
+
+/// A distinct sha256 digest per `n`.
+pub fn digest(n: u32) -> Digest {
+    match Digest::parse(&format!("sha256:{n:064x}")) {
+        Ok(d) => d,
+        Err(e) => panic!("fixture digest {n}: {e}"),
+    }
+}
+
+/// A small Debian IndexReport manifest with `1 + n % 3` packages.
+pub fn manifest(n: u32) -> Manifest {
+    let d = digest(n);
+    let mut report = IndexReport {
+        manifest_hash: d.to_string(),
+        state: "IndexFinished".into(),
+        success: true,
+        ..Default::default()
+    };
+    report.distributions.insert(
+        "1".into(),
+        Distribution {
+            id: "1".into(),
+            did: "debian".into(),
+            name: "Debian GNU/Linux".into(),
+            version_id: "12".into(),
+            pretty_name: "Debian GNU/Linux 12 (bookworm)".into(),
+            ..Default::default()
+        },
+    );
+    for p in 0..=(n % 3) {
+        let id = format!("{}", 10 + p);
+        report.packages.insert(
+            id.clone(),
+            Package {
+                id: id.clone(),
+                name: format!("pkg{p}"),
+                version: format!("1.{n}-1"),
+                kind: "binary".into(),
+                ..Default::default()
+            },
+        );
+        report.environments.insert(
+            id,
+            vec![Environment {
+                package_db: "var/lib/dpkg/status".into(),
+                distribution_id: "1".into(),
+                ..Default::default()
+            }],
+        );
+    }
+    Manifest {
+        digest: d,
+        labels: BTreeMap::from([("image".to_string(), format!("registry.test/app:{n}"))]),
+        format: InventoryFormat::IndexReport,
+        report,
+    }
+}
+
+/// An OSV-style vulnerability of `updater` for package `name`, fixed in `fixed`.
+pub fn vuln(updater: &str, name: &str, fixed: &str) -> Vulnerability {
+    Vulnerability {
+        updater: updater.into(),
+        name: name.into(),
+        aliases: vec![format!("CVE-2026-{}", name.len())],
+        description: format!("{name} in libexample"),
+        links: format!("https://advisories.test/{name}"),
+        issued: "2026-08-01T00:00:00Z".into(),
+        severity: "HIGH".into(),
+        normalized_severity: Severity::High,
+        package: PackageSpec {
+            ecosystem: "Debian:12".into(),
+            name: "libexample".into(),
+            kind: NameKind::Source,
+        },
+        distribution: None,
+        repository: None,
+        fixed_in_version: fixed.into(),
+        affected: Affected::Osv {
+            ranges: vec![OsvRange {
+                kind: RangeKind::Ecosystem,
+                events: vec![Event::Introduced("0".into()), Event::Fixed(fixed.into())],
+            }],
+            versions: vec![],
+        },
+    }
+}
+
+/// Notification entry number `i` (distinct id, manifest and advisory per `i`).
+pub fn entry(i: usize) -> Notification {
+    let n = u32::try_from(i).unwrap_or(u32::MAX);
+    Notification {
+        id: Uuid::from_u128(0xe000_0000 + u128::from(n)),
+        manifest: digest(n),
+        // Alternating reasons; `is_multiple_of` is newer than the workspace's rust-version.
+        reason: match i & 1 {
+            0 => Reason::Added,
+            _ => Reason::Removed,
+        },
+        vulnerability: VulnSummary::of(&vuln("test", &format!("DSA-{i}-1"), "1.2-1")),
+    }
+}
+
+/// A test-mode notification set (no update operation) of `entries` entries.
+pub fn new_set(
+    id: u128,
+    entries: usize,
+    channels: &[&str],
+    created_at: OffsetDateTime,
+) -> NewNotificationSet {
+    NewNotificationSet {
+        id: Uuid::from_u128(id),
+        updater: "test".into(),
+        operation: None,
+        entries: (0..entries).map(entry).collect(),
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+        created_at,
+    }
+}
+
+/// Imports a snapshot that must be new; returns its operation id.
+pub async fn import(
+    store: &dyn Store,
+    updater: &str,
+    fingerprint: &str,
+    vulns: &[Vulnerability],
+    now: OffsetDateTime,
+) -> Uuid {
+    match store
+        .import_snapshot(updater, fingerprint, vulns, now)
+        .await
+    {
+        Ok(ImportOutcome::Created(op)) => match Uuid::parse_str(&op.reference) {
+            Ok(u) => u,
+            Err(e) => panic!("operation ref {:?} is not a UUID: {e}", op.reference),
+        },
+        other => {
+            panic!("import of {updater}/{fingerprint} should create an operation, got {other:?}")
+        }
+    }
+}
+
+/// A change set for one step of `updater`, with one change.
+pub fn change_set(updater: &str, prev: Option<Uuid>, cur: Uuid) -> ChangeSet {
+    ChangeSet {
+        updater: updater.into(),
+        prev,
+        cur,
+        changes: vec![VulnChange {
+            old: None,
+            new: Some(vuln(updater, "DSA-1-1", "1.0").id()),
+            old_affected: vec![],
+            new_affected: vec![digest(1), digest(2)],
+        }],
+    }
+}
+
+/// A processed update, with a notification set of `entries` entries on `channels` if any.
+pub fn processed(
+    updater: &str,
+    prev: Option<Uuid>,
+    cur: Uuid,
+    set: Option<(u128, usize, &[&str])>,
+) -> ProcessedUpdate {
+    ProcessedUpdate {
+        updater: updater.into(),
+        prev,
+        cur,
+        change_set: change_set(updater, prev, cur),
+        notifications: set.map(|(id, n, channels)| NewNotificationSet {
+            updater: updater.into(),
+            operation: Some(cur),
+            ..new_set(id, n, channels, t(0))
+        }),
+    }
+}
+
+/// An attempt for `task` at `at` lasting 250 ms.
+pub fn attempt(task: &DeliveryTask, at: OffsetDateTime, outcome: AttemptOutcome) -> Attempt {
+    let failed = matches!(outcome, AttemptOutcome::Failed { .. });
+    Attempt {
+        set_id: task.set_id,
+        channel: task.channel.clone(),
+        at,
+        duration_ms: 250,
+        status_code: Some(if failed { 503 } else { 200 }),
+        error: failed.then(|| "503 Service Unavailable".to_string()),
+        outcome,
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn claim_one(store: &dyn Store, channel: &str, now: OffsetDateTime) -> DeliveryTask {
+    let mut tasks = store
+        .claim_deliveries(channel, now, MINUTE, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks.len(),
+        1,
+        "expected exactly one due delivery on {channel} at {now}: {tasks:?}"
+    );
+    tasks.remove(0)
+}
+
+async fn receipt_of(store: &dyn Store, set: u128, channel: &str) -> crate::Receipt {
+    let info = store
+        .notification_set(Uuid::from_u128(set))
+        .await
+        .unwrap()
+        .expect("set exists");
+    info.receipts
+        .into_iter()
+        .find(|r| r.channel == channel)
+        .expect("receipt for channel")
+}
+
+// ---- manifests ------------------------------------------------------------------------------
+
+/// New digests are created with distinct ids.
+pub async fn manifest_put_created(store: &dyn Store) {
+    let (a, oa) = store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let (b, ob) = store.put_manifest(&manifest(2), t(0)).await.unwrap();
+    assert_eq!((oa, ob), (PutOutcome::Created, PutOutcome::Created));
+    assert_ne!(a, b);
+}
+
+/// Identical content is a no-op that keeps the id and the update time.
+pub async fn manifest_put_unchanged(store: &dyn Store) {
+    let (id, _) = store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let again = store.put_manifest(&manifest(1), t(60)).await.unwrap();
+    assert_eq!(again, (id, PutOutcome::Unchanged));
+    let listed = store.list_manifests(None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].updated_at, t(0));
+}
+
+/// Different content under one digest replaces it in place, keeping the id and creation time.
+pub async fn manifest_put_replaced_keeps_id(store: &dyn Store) {
+    let (id, _) = store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let mut changed = manifest(1);
+    changed.labels.insert("team".into(), "payments".into());
+    changed.report.packages.clear();
+    assert_eq!(
+        store.put_manifest(&changed, t(60)).await.unwrap(),
+        (id, PutOutcome::Replaced)
+    );
+    assert_eq!(
+        store.get_manifest(&changed.digest).await.unwrap(),
+        Some(changed)
+    );
+    let s = &store.list_manifests(None, 10).await.unwrap()[0];
+    assert_eq!(
+        (s.id, s.packages, s.created_at, s.updated_at),
+        (id, 0, t(0), t(60))
+    );
+}
+
+/// A stored manifest comes back equal; an unknown digest is `None`.
+pub async fn manifest_get_round_trip(store: &dyn Store) {
+    let m = manifest(5);
+    store.put_manifest(&m, t(0)).await.unwrap();
+    assert_eq!(store.get_manifest(&m.digest).await.unwrap(), Some(m));
+    assert_eq!(store.get_manifest(&digest(6)).await.unwrap(), None);
+}
+
+/// Deleting removes the manifest everywhere; deleting again is false.
+pub async fn manifest_delete(store: &dyn Store) {
+    store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    store.put_manifest(&manifest(2), t(0)).await.unwrap();
+    assert!(store.delete_manifest(&digest(1)).await.unwrap());
+    assert!(!store.delete_manifest(&digest(1)).await.unwrap());
+    assert!(!store.delete_manifest(&digest(9)).await.unwrap());
+    assert_eq!(store.get_manifest(&digest(1)).await.unwrap(), None);
+    let left: Vec<_> = store
+        .list_manifests(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.digest)
+        .collect();
+    assert_eq!(left, vec![digest(2)]);
+    let by_id = store.manifests_by_id(None, 10).await.unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0].1.digest, digest(2));
+}
+
+/// Listing is in digest order, pages continue after the given digest, summaries are complete.
+pub async fn manifest_list_paging(store: &dyn Store) {
+    // Inserted out of digest order so that id order and digest order differ.
+    let ns: Vec<u32> = (0..25).map(|i| (i * 7919) % 101).collect();
+    for &n in &ns {
+        store
+            .put_manifest(&manifest(n), t(i64::from(n)))
+            .await
+            .unwrap();
+    }
+    let mut want: Vec<Digest> = ns.iter().map(|&n| digest(n)).collect();
+    want.sort();
+    let mut seen = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = store.list_manifests(after.as_ref(), 7).await.unwrap();
+        assert!(page.len() <= 7);
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|s| s.digest.clone());
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen.iter().map(|s| s.digest.clone()).collect::<Vec<_>>(),
+        want
+    );
+    let n = ns[3];
+    let s = seen.iter().find(|s| s.digest == digest(n)).unwrap();
+    let m = manifest(n);
+    assert_eq!(s.labels, m.labels);
+    assert_eq!(s.format, "index-report");
+    assert_eq!(s.packages, m.report.packages.len() as u64);
+    assert_eq!(
+        (s.created_at, s.updated_at),
+        (t(i64::from(n)), t(i64::from(n)))
+    );
+    assert!(store.list_manifests(None, 0).await.unwrap().is_empty());
+}
+
+/// Ids of deleted manifests are never handed out again, not even to the same digest.
+pub async fn manifest_ids_never_reused(store: &dyn Store) {
+    let (a, _) = store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let (b, _) = store.put_manifest(&manifest(2), t(0)).await.unwrap();
+    assert!(store.delete_manifest(&digest(2)).await.unwrap());
+    let (c, _) = store.put_manifest(&manifest(3), t(0)).await.unwrap();
+    assert!(c > b, "id {c} reuses or precedes deleted id {b}");
+    assert!(store.delete_manifest(&digest(1)).await.unwrap());
+    let (a2, outcome) = store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Created);
+    assert!(
+        a2 > c && a2 != a,
+        "re-created manifest got id {a2} (old {a}, newest {c})"
+    );
+}
+
+/// `manifests_by_id` walks every manifest once in id order.
+pub async fn manifests_by_id_paging(store: &dyn Store) {
+    let mut ids = Vec::new();
+    for n in [40u32, 3, 17, 8, 25, 1, 33] {
+        let (id, _) = store.put_manifest(&manifest(n), t(0)).await.unwrap();
+        ids.push((id, digest(n)));
+    }
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.manifests_by_id(after, 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().map(|(id, _)| *id);
+        seen.extend(page.into_iter().map(|(id, m)| (id, m.digest)));
+    }
+    assert_eq!(seen, ids);
+    let from_third = store.manifests_by_id(Some(ids[2].0), 100).await.unwrap();
+    assert_eq!(from_third.len(), ids.len() - 3);
+    assert_eq!(from_third[0].1, manifest(ids_n(&ids[3].1)));
+}
+
+fn ids_n(d: &Digest) -> u32 {
+    let hex = d.as_str().trim_start_matches("sha256:");
+    u32::from_str_radix(&hex[56..], 16).unwrap_or(u32::MAX)
+}
+
+// ---- feeds ----------------------------------------------------------------------------------
+
+/// An import creates an update operation with a UUID ref, the fingerprint and the date.
+pub async fn import_creates_operation(store: &dyn Store) {
+    let vulns = [
+        vuln("debian", "DSA-1-1", "1.0"),
+        vuln("debian", "DSA-2-1", "2.0"),
+    ];
+    let out = store
+        .import_snapshot("debian", "fp-1", &vulns, t(0))
+        .await
+        .unwrap();
+    let ImportOutcome::Created(op) = out else {
+        panic!("expected Created, got {out:?}")
+    };
+    assert!(
+        Uuid::parse_str(&op.reference).is_ok(),
+        "ref {:?}",
+        op.reference
+    );
+    assert_eq!(
+        (
+            op.updater.as_str(),
+            op.fingerprint.as_str(),
+            op.kind.as_str()
+        ),
+        ("debian", "fp-1", "vulnerability")
+    );
+    let date =
+        OffsetDateTime::parse(&op.date, &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(date, t(0));
+    assert_eq!(store.update_operations("debian").await.unwrap(), vec![op]);
+}
+
+/// Re-importing the latest fingerprint stores nothing and returns the latest operation.
+pub async fn import_identical_fingerprint_unchanged(store: &dyn Store) {
+    let v1 = [vuln("debian", "DSA-1-1", "1.0")];
+    let op1 = import(store, "debian", "fp-1", &v1, t(0)).await;
+    let again = store
+        .import_snapshot("debian", "fp-1", &[vuln("debian", "DSA-9-1", "9")], t(60))
+        .await
+        .unwrap();
+    match again {
+        ImportOutcome::Unchanged(op) => assert_eq!(op.reference, op1.to_string()),
+        other => panic!("expected Unchanged, got {other:?}"),
+    }
+    assert_eq!(store.update_operations("debian").await.unwrap().len(), 1);
+    assert!(store
+        .vulnerabilities(&[vuln("debian", "DSA-9-1", "9").id()])
+        .await
+        .unwrap()
+        .is_empty());
+    // Only the latest operation counts: going back to an older fingerprint is a new snapshot.
+    import(store, "debian", "fp-2", &v1, t(120)).await;
+    import(store, "debian", "fp-1", &v1, t(180)).await;
+    assert_eq!(store.update_operations("debian").await.unwrap().len(), 3);
+}
+
+/// A vulnerability present in several snapshots (or twice in one) is one record.
+pub async fn import_deduplicates_vulnerabilities(store: &dyn Store) {
+    let (a, b, c) = (
+        vuln("debian", "DSA-1-1", "1.0"),
+        vuln("debian", "DSA-2-1", "2.0"),
+        vuln("debian", "DSA-3-1", "3.0"),
+    );
+    let op1 = import(
+        store,
+        "debian",
+        "fp-1",
+        &[a.clone(), b.clone(), a.clone()],
+        t(0),
+    )
+    .await;
+    let op2 = import(store, "debian", "fp-2", &[b.clone(), c.clone()], t(60)).await;
+    let mut want1 = vec![a.id(), b.id()];
+    want1.sort();
+    assert_eq!(store.operation_vulnerabilities(op1).await.unwrap(), want1);
+    let ids2 = store.operation_vulnerabilities(op2).await.unwrap();
+    assert!(ids2.contains(&b.id()));
+    let got = store.vulnerabilities(&[b.id()]).await.unwrap();
+    assert_eq!(got, vec![(b.id(), b)]);
+    let info = store.updaters().await.unwrap();
+    assert_eq!(info[0].vulnerabilities, 2);
+}
+
+/// A snapshot with a bad record is refused whole: no operation, no vulnerability, no updater.
+pub async fn import_is_all_or_nothing(store: &dyn Store) {
+    let good = vuln("debian", "DSA-1-1", "1.0");
+    let foreign = vuln("osv/go", "GO-2020-0001", "1.6.0");
+    let err = store
+        .import_snapshot("debian", "fp-1", &[good.clone(), foreign], t(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert!(store.update_operations("debian").await.unwrap().is_empty());
+    assert!(store
+        .vulnerabilities(&[good.id()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .updaters()
+        .await
+        .unwrap()
+        .iter()
+        .all(|u| u.operations == 0));
+}
+
+/// Operations are listed newest first, per updater.
+pub async fn update_operations_newest_first(store: &dyn Store) {
+    let v = [vuln("debian", "DSA-1-1", "1.0")];
+    let ops = [
+        import(store, "debian", "fp-1", &v, t(0)).await,
+        import(store, "debian", "fp-2", &v, t(60)).await,
+        import(store, "debian", "fp-3", &v, t(120)).await,
+    ];
+    import(
+        store,
+        "osv/go",
+        "fp-1",
+        &[vuln("osv/go", "GO-1", "1")],
+        t(90),
+    )
+    .await;
+    let listed: Vec<String> = store
+        .update_operations("debian")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.reference)
+        .collect();
+    assert_eq!(
+        listed,
+        ops.iter().rev().map(|u| u.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(store.update_operations("osv/go").await.unwrap().len(), 1);
+    assert!(store.update_operations("nobody").await.unwrap().is_empty());
+}
+
+/// An operation's vulnerability ids are exactly its snapshot's, sorted; unknown ops are refused.
+pub async fn operation_vulnerabilities_exact_set(store: &dyn Store) {
+    let vulns: Vec<Vulnerability> = (0..50)
+        .map(|i| vuln("debian", &format!("DSA-{i}-1"), "1.0"))
+        .collect();
+    let op1 = import(store, "debian", "fp-1", &vulns, t(0)).await;
+    let op2 = import(store, "debian", "fp-2", &vulns[10..20], t(60)).await;
+    let op3 = import(store, "debian", "fp-3", &[], t(120)).await;
+    let mut want: Vec<_> = vulns.iter().map(Vulnerability::id).collect();
+    want.sort();
+    assert_eq!(store.operation_vulnerabilities(op1).await.unwrap(), want);
+    let mut want2: Vec<_> = vulns[10..20].iter().map(Vulnerability::id).collect();
+    want2.sort();
+    assert_eq!(store.operation_vulnerabilities(op2).await.unwrap(), want2);
+    assert!(store
+        .operation_vulnerabilities(op3)
+        .await
+        .unwrap()
+        .is_empty());
+    let err = store
+        .operation_vulnerabilities(Uuid::from_u128(7))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
+/// `vulnerabilities` returns what it knows in the order asked and skips the rest.
+pub async fn vulnerabilities_skip_unknown_keep_order(store: &dyn Store) {
+    let (a, b, c) = (
+        vuln("debian", "DSA-1-1", "1.0"),
+        vuln("debian", "DSA-2-1", "2.0"),
+        vuln("debian", "DSA-3-1", "3.0"),
+    );
+    import(
+        store,
+        "debian",
+        "fp-1",
+        &[a.clone(), b.clone(), c.clone()],
+        t(0),
+    )
+    .await;
+    let unknown = vuln("debian", "DSA-4-1", "4.0").id();
+    let got = store
+        .vulnerabilities(&[c.id(), unknown, a.id(), b.id()])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![(c.id(), c), (a.id(), a), (b.id(), b)]);
+    assert!(store.vulnerabilities(&[]).await.unwrap().is_empty());
+}
+
+/// `updaters` reports the latest operation, counts and the processed mark.
+pub async fn updaters_info(store: &dyn Store) {
+    let v: Vec<Vulnerability> = (0..3)
+        .map(|i| vuln("debian", &format!("DSA-{i}-1"), "1"))
+        .collect();
+    let op1 = import(store, "debian", "fp-1", &v, t(0)).await;
+    let op2 = import(store, "debian", "fp-2", &v[..2], t(60)).await;
+    import(store, "osv/go", "g-1", &[vuln("osv/go", "GO-1", "1")], t(0)).await;
+    store
+        .commit_processed(&processed("debian", None, op1, None))
+        .await
+        .unwrap();
+    let info = store.updaters().await.unwrap();
+    assert_eq!(
+        info.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        ["debian", "osv/go"]
+    );
+    let d = &info[0];
+    assert_eq!(
+        d.latest.as_ref().map(|o| o.reference.clone()),
+        Some(op2.to_string())
+    );
+    assert_eq!(
+        (d.operations, d.vulnerabilities, d.processed),
+        (2, 2, Some(op1))
+    );
+    assert_eq!(
+        (
+            info[1].operations,
+            info[1].vulnerabilities,
+            info[1].processed
+        ),
+        (1, 1, None)
+    );
+}
+
+// ---- processing -----------------------------------------------------------------------------
+
+/// Each commit moves the processed mark to its operation.
+pub async fn commit_processed_sets_mark(store: &dyn Store) {
+    let v = [vuln("debian", "DSA-1-1", "1.0")];
+    let op1 = import(store, "debian", "fp-1", &v, t(0)).await;
+    let op2 = import(store, "debian", "fp-2", &[], t(60)).await;
+    store
+        .commit_processed(&processed("debian", None, op1, None))
+        .await
+        .unwrap();
+    assert_eq!(store.updaters().await.unwrap()[0].processed, Some(op1));
+    store
+        .commit_processed(&processed("debian", Some(op1), op2, None))
+        .await
+        .unwrap();
+    assert_eq!(store.updaters().await.unwrap()[0].processed, Some(op2));
+}
+
+/// A commit whose `prev` is not the mark is a Conflict and writes nothing.
+pub async fn commit_processed_conflict_writes_nothing(store: &dyn Store) {
+    let op1 = import(
+        store,
+        "debian",
+        "fp-1",
+        &[vuln("debian", "DSA-1-1", "1.0")],
+        t(0),
+    )
+    .await;
+    let op2 = import(store, "debian", "fp-2", &[], t(60)).await;
+    let stale = processed(
+        "debian",
+        Some(Uuid::from_u128(99)),
+        op1,
+        Some((1, 5, &["webhook"])),
+    );
+    let err = store.commit_processed(&stale).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(store.change_set(op1).await.unwrap(), None);
+    assert_eq!(
+        store.notification_set(Uuid::from_u128(1)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.updaters().await.unwrap()[0].processed, None);
+    assert_eq!(store.backlog().await.unwrap(), Backlog::default());
+    // The loser of a race: both read mark None, the first commits, the second conflicts.
+    store
+        .commit_processed(&processed("debian", None, op1, Some((2, 1, &["webhook"]))))
+        .await
+        .unwrap();
+    let err = store
+        .commit_processed(&processed("debian", None, op2, Some((3, 1, &["webhook"]))))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(
+        store.notification_set(Uuid::from_u128(3)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.change_set(op2).await.unwrap(), None);
+    assert_eq!(store.updaters().await.unwrap()[0].processed, Some(op1));
+}
+
+/// Parts naming another updater or operation, or an unknown operation, are refused.
+pub async fn commit_processed_rejects_mismatched_parts(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    let go = import(store, "osv/go", "fp-1", &[], t(0)).await;
+    let mut wrong_cs = processed("debian", None, op1, None);
+    wrong_cs.change_set.cur = go;
+    let mut wrong_set = processed("debian", None, op1, Some((1, 1, &["webhook"])));
+    if let Some(s) = wrong_set.notifications.as_mut() {
+        s.operation = Some(go);
+    }
+    for (what, p) in [
+        ("change set of another operation", wrong_cs),
+        ("set of another operation", wrong_set),
+        (
+            "operation of another updater",
+            processed("debian", None, go, None),
+        ),
+        (
+            "unknown operation",
+            processed("debian", None, Uuid::from_u128(5), None),
+        ),
+    ] {
+        let err = store.commit_processed(&p).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{what}: {err}");
+    }
+    assert_eq!(store.change_set(op1).await.unwrap(), None);
+    assert!(store
+        .updaters()
+        .await
+        .unwrap()
+        .iter()
+        .all(|u| u.processed.is_none()));
+}
+
+/// A change that touched no manifest commits without a notification set.
+pub async fn commit_without_notification_set(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    store
+        .commit_processed(&processed("debian", None, op1, None))
+        .await
+        .unwrap();
+    assert!(store.change_set(op1).await.unwrap().is_some());
+    assert!(store
+        .notification_sets(None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.backlog().await.unwrap(), Backlog::default());
+}
+
+/// A commit with a set stores its entries and one created receipt per channel.
+pub async fn commit_with_notification_set(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    store
+        .commit_processed(&processed(
+            "debian",
+            None,
+            op1,
+            Some((1, 3, &["webhook", "amqp"])),
+        ))
+        .await
+        .unwrap();
+    let info = store
+        .notification_set(Uuid::from_u128(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (info.updater.as_str(), info.operation, info.entries),
+        ("debian", Some(op1), 3)
+    );
+    assert_eq!(
+        (info.status, info.created_at),
+        (ReceiptStatus::Created, t(0))
+    );
+    assert_eq!(info.receipts.len(), 2);
+    for r in &info.receipts {
+        assert_eq!(
+            (r.status, r.attempts, r.next_attempt_at, r.delivered_at),
+            (ReceiptStatus::Created, 0, Some(t(0)), None)
+        );
+    }
+    let (page, next) = store
+        .notification_page(Uuid::from_u128(1), 0, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((page, next), ((0..3).map(entry).collect(), None));
+    assert_eq!(store.backlog().await.unwrap().created, 2);
+}
+
+/// The change set comes back exactly as committed.
+pub async fn change_set_round_trip(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    let mut p = processed("debian", None, op1, None);
+    p.change_set.changes.push(VulnChange {
+        old: Some(vuln("debian", "DSA-2-1", "1").id()),
+        new: None,
+        old_affected: vec![digest(3), digest(4), digest(5)],
+        new_affected: vec![],
+    });
+    store.commit_processed(&p).await.unwrap();
+    assert_eq!(store.change_set(op1).await.unwrap(), Some(p.change_set));
+    assert_eq!(store.change_set(Uuid::from_u128(3)).await.unwrap(), None);
+}
+
+/// Test-mode sets (no operation) are stored like any other; ids are unique.
+pub async fn create_notification_set_test_mode(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 2, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let info = store
+        .notification_set(Uuid::from_u128(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (info.operation, info.entries, info.status),
+        (None, 2, ReceiptStatus::Created)
+    );
+    let err = store
+        .create_notification_set(&new_set(1, 1, &[], t(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = store
+        .create_notification_set(&new_set(2, 1, &["a", "a"], t(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(
+        store.notification_set(Uuid::from_u128(2)).await.unwrap(),
+        None
+    );
+}
+
+// ---- notifications --------------------------------------------------------------------------
+
+/// Paging a 1,000-entry set with any page size sees every entry once, in order.
+pub async fn notification_paging_every_entry_once(store: &dyn Store) {
+    let set = new_set(1, 1000, &[], t(0));
+    store.create_notification_set(&set).await.unwrap();
+    for size in [1usize, 7, 500, 1000] {
+        let mut seen = Vec::new();
+        let mut after = 0;
+        let mut pages = 0;
+        loop {
+            let (page, next) = store
+                .notification_page(set.id, after, size)
+                .await
+                .unwrap()
+                .expect("set exists");
+            pages += 1;
+            assert!(page.len() <= size);
+            seen.extend(page);
+            match next {
+                Some(n) => {
+                    assert!(n > after, "continuation must advance");
+                    after = n;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, set.entries, "page size {size}");
+        assert_eq!(
+            pages,
+            1000usize.div_ceil(size),
+            "page size {size}: no empty trailing page"
+        );
+    }
+    let (rest, next) = store
+        .notification_page(set.id, 1000, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty() && next.is_none());
+}
+
+/// An unknown set has no pages.
+pub async fn notification_page_unknown_set(store: &dyn Store) {
+    assert_eq!(
+        store
+            .notification_page(Uuid::from_u128(42), 0, 10)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.notification_set(Uuid::from_u128(42)).await.unwrap(),
+        None
+    );
+}
+
+/// A deleted set has no pages, shows as deleted, and cannot be deleted again.
+pub async fn delete_set_ends_paging(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 3, &["webhook", "amqp"], t(0)))
+        .await
+        .unwrap();
+    let id = Uuid::from_u128(1);
+    assert!(store.delete_notification_set(id, t(10)).await.unwrap());
+    assert_eq!(store.notification_page(id, 0, 10).await.unwrap(), None);
+    assert!(!store.delete_notification_set(id, t(20)).await.unwrap());
+    assert!(!store
+        .delete_notification_set(Uuid::from_u128(2), t(20))
+        .await
+        .unwrap());
+    let info = store.notification_set(id).await.unwrap().unwrap();
+    assert_eq!(info.status, ReceiptStatus::Deleted);
+    assert!(info
+        .receipts
+        .iter()
+        .all(|r| r.status == ReceiptStatus::Deleted && r.next_attempt_at.is_none()));
+}
+
+/// Sets list newest first, filter by overall status, and page with `after`.
+pub async fn notification_sets_newest_first_with_filter(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    store
+        .create_notification_set(&new_set(2, 1, &[], t(10)))
+        .await
+        .unwrap();
+    store
+        .create_notification_set(&new_set(3, 1, &["webhook"], t(20)))
+        .await
+        .unwrap();
+    store
+        .create_notification_set(&new_set(4, 1, &["webhook"], t(30)))
+        .await
+        .unwrap();
+    store
+        .delete_notification_set(Uuid::from_u128(4), t(40))
+        .await
+        .unwrap();
+    let ids = |v: Vec<crate::NotificationSetInfo>| {
+        v.into_iter().map(|i| i.id.as_u128()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.notification_sets(None, None, 10).await.unwrap()),
+        [4, 3, 2, 1]
+    );
+    assert_eq!(
+        ids(store
+            .notification_sets(Some(ReceiptStatus::Created), None, 10)
+            .await
+            .unwrap()),
+        [3, 1]
+    );
+    assert_eq!(
+        ids(store
+            .notification_sets(Some(ReceiptStatus::Delivered), None, 10)
+            .await
+            .unwrap()),
+        [2]
+    );
+    assert_eq!(
+        ids(store
+            .notification_sets(Some(ReceiptStatus::Deleted), None, 10)
+            .await
+            .unwrap()),
+        [4]
+    );
+    assert!(store
+        .notification_sets(Some(ReceiptStatus::DeadLetter), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.notification_sets(None, after, 1).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        walked.extend(ids(page));
+    }
+    assert_eq!(walked, [4, 3, 2, 1]);
+    assert_eq!(
+        ids(store
+            .notification_sets(Some(ReceiptStatus::Created), Some(Uuid::from_u128(3)), 10)
+            .await
+            .unwrap()),
+        [1]
+    );
+}
+
+/// A set's status follows its least advanced receipt.
+pub async fn set_status_is_least_advanced_receipt(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["a", "b"], t(0)))
+        .await
+        .unwrap();
+    let status = || async {
+        store
+            .notification_set(Uuid::from_u128(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    let ta = claim_one(store, "a", t(1)).await;
+    store
+        .record_attempt(&ta, &attempt(&ta, t(1), AttemptOutcome::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(status().await, ReceiptStatus::Created);
+    let tb = claim_one(store, "b", t(1)).await;
+    let failed = AttemptOutcome::Failed {
+        retry_at: t(100),
+        dead_letter: false,
+    };
+    store
+        .record_attempt(&tb, &attempt(&tb, t(1), failed))
+        .await
+        .unwrap();
+    assert_eq!(status().await, ReceiptStatus::DeliveryFailed);
+    let tb = claim_one(store, "b", t(100)).await;
+    let dead = AttemptOutcome::Failed {
+        retry_at: t(200),
+        dead_letter: true,
+    };
+    store
+        .record_attempt(&tb, &attempt(&tb, t(100), dead))
+        .await
+        .unwrap();
+    assert_eq!(status().await, ReceiptStatus::DeadLetter);
+
+    store
+        .create_notification_set(&new_set(2, 1, &["a"], t(0)))
+        .await
+        .unwrap();
+    let ta = claim_one(store, "a", t(2)).await;
+    store
+        .record_attempt(&ta, &attempt(&ta, t(2), AttemptOutcome::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .notification_set(Uuid::from_u128(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReceiptStatus::Delivered
+    );
+}
+
+// ---- outbox ---------------------------------------------------------------------------------
+
+/// Only receipts of the channel whose time has come are claimed.
+pub async fn claim_only_due(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 4, &["webhook", "amqp"], t(100)))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_deliveries("webhook", t(99), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .claim_deliveries("stomp", t(100), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let task = claim_one(store, "webhook", t(100)).await;
+    assert_eq!(
+        (
+            task.set_id,
+            task.channel.as_str(),
+            task.attempts,
+            task.entries,
+            task.created_at
+        ),
+        (Uuid::from_u128(1), "webhook", 0, 4, t(100))
+    );
+    // The other channel's receipt is independent.
+    let amqp = claim_one(store, "amqp", t(100)).await;
+    assert_ne!(amqp.lease, task.lease);
+    assert!(store
+        .claim_deliveries("webhook", t(100), MINUTE, 0)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// The oldest due receipts are claimed first, at most `limit` of them.
+pub async fn claim_oldest_first_with_limit(store: &dyn Store) {
+    for (id, at) in [(3u128, 20), (1, 0), (2, 10)] {
+        store
+            .create_notification_set(&new_set(id, 1, &["webhook"], t(at)))
+            .await
+            .unwrap();
+    }
+    let tasks = store
+        .claim_deliveries("webhook", t(30), MINUTE, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| t.set_id.as_u128()).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let rest = store
+        .claim_deliveries("webhook", t(30), MINUTE, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|t| t.set_id.as_u128()).collect::<Vec<_>>(),
+        [3]
+    );
+}
+
+/// A lease hides the receipt from other claimers until it expires.
+pub async fn claim_lease_excludes_until_expiry(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let first = claim_one(store, "webhook", t(0)).await;
+    assert!(store
+        .claim_deliveries("webhook", t(30), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .claim_deliveries("webhook", t(59), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let second = claim_one(store, "webhook", t(60)).await;
+    assert_ne!(first.lease, second.lease);
+    assert_eq!(second.attempts, 0);
+}
+
+/// Deleted sets are never claimed.
+pub async fn claim_skips_deleted_sets(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    store
+        .create_notification_set(&new_set(2, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    store
+        .delete_notification_set(Uuid::from_u128(1), t(1))
+        .await
+        .unwrap();
+    let tasks = store
+        .claim_deliveries("webhook", t(10), MINUTE, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| t.set_id.as_u128()).collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+/// A delivered receipt is final: counted, timestamped, never claimed again.
+pub async fn record_delivered(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let task = claim_one(store, "webhook", t(5)).await;
+    let status = store
+        .record_attempt(&task, &attempt(&task, t(5), AttemptOutcome::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(status, ReceiptStatus::Delivered);
+    let r = receipt_of(store, 1, "webhook").await;
+    let finished = t(5) + time::Duration::milliseconds(250);
+    assert_eq!(
+        (r.status, r.attempts, r.next_attempt_at, r.delivered_at),
+        (ReceiptStatus::Delivered, 1, None, Some(finished))
+    );
+    assert!(store
+        .claim_deliveries("webhook", t(1000), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A failure reschedules the receipt at `retry_at` with one more attempt.
+pub async fn record_failed_reschedules(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let task = claim_one(store, "webhook", t(0)).await;
+    let failed = AttemptOutcome::Failed {
+        retry_at: t(100),
+        dead_letter: false,
+    };
+    let status = store
+        .record_attempt(&task, &attempt(&task, t(0), failed))
+        .await
+        .unwrap();
+    assert_eq!(status, ReceiptStatus::DeliveryFailed);
+    let r = receipt_of(store, 1, "webhook").await;
+    assert_eq!(
+        (r.status, r.attempts, r.next_attempt_at),
+        (ReceiptStatus::DeliveryFailed, 1, Some(t(100)))
+    );
+    // Not due before retry_at, even though the lease is gone.
+    assert!(store
+        .claim_deliveries("webhook", t(99), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let retry = claim_one(store, "webhook", t(100)).await;
+    assert_eq!(retry.attempts, 1);
+}
+
+/// A dead-lettered receipt is final and never claimed again.
+pub async fn record_dead_letter(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let task = claim_one(store, "webhook", t(0)).await;
+    let dead = AttemptOutcome::Failed {
+        retry_at: t(100),
+        dead_letter: true,
+    };
+    assert_eq!(
+        store
+            .record_attempt(&task, &attempt(&task, t(0), dead))
+            .await
+            .unwrap(),
+        ReceiptStatus::DeadLetter
+    );
+    let r = receipt_of(store, 1, "webhook").await;
+    assert_eq!(
+        (r.status, r.attempts, r.next_attempt_at),
+        (ReceiptStatus::DeadLetter, 1, None)
+    );
+    assert!(store
+        .claim_deliveries("webhook", t(10_000), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.backlog().await.unwrap().dead_letter, 1);
+}
+
+/// A worker whose lease expired and was re-claimed cannot move the receipt.
+pub async fn record_lost_lease_conflict(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let slow = claim_one(store, "webhook", t(0)).await;
+    let fast = claim_one(store, "webhook", t(61)).await;
+    let err = store
+        .record_attempt(&slow, &attempt(&slow, t(70), AttemptOutcome::Delivered))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let r = receipt_of(store, 1, "webhook").await;
+    assert_eq!((r.status, r.attempts), (ReceiptStatus::Created, 0));
+    let failed = AttemptOutcome::Failed {
+        retry_at: t(200),
+        dead_letter: false,
+    };
+    assert_eq!(
+        store
+            .record_attempt(&fast, &attempt(&fast, t(80), failed))
+            .await
+            .unwrap(),
+        ReceiptStatus::DeliveryFailed
+    );
+    // Both attempts happened, so both are in the history.
+    assert_eq!(store.attempts(slow.set_id).await.unwrap().len(), 2);
+    // A lease is single-use: presenting it again after it was applied is a conflict too.
+    let err = store
+        .record_attempt(&fast, &attempt(&fast, t(90), AttemptOutcome::Delivered))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(
+        receipt_of(store, 1, "webhook").await.status,
+        ReceiptStatus::DeliveryFailed
+    );
+}
+
+/// A set deleted while a worker holds a lease stays deleted; only the attempt is recorded.
+pub async fn record_delete_during_lease(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let task = claim_one(store, "webhook", t(0)).await;
+    assert!(store
+        .delete_notification_set(task.set_id, t(1))
+        .await
+        .unwrap());
+    let status = store
+        .record_attempt(&task, &attempt(&task, t(2), AttemptOutcome::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(status, ReceiptStatus::Deleted);
+    let info = store.notification_set(task.set_id).await.unwrap().unwrap();
+    assert_eq!(info.status, ReceiptStatus::Deleted);
+    assert_eq!(
+        (info.receipts[0].status, info.receipts[0].attempts),
+        (ReceiptStatus::Deleted, 0)
+    );
+    assert_eq!(store.attempts(task.set_id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.notification_page(task.set_id, 0, 10).await.unwrap(),
+        None
+    );
+}
+
+/// Direct delivery ends the set: delivered on its channel, deleted everywhere else.
+pub async fn record_delivered_and_deleted(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 2, &["amqp", "webhook"], t(0)))
+        .await
+        .unwrap();
+    let task = claim_one(store, "amqp", t(0)).await;
+    let status = store
+        .record_attempt(
+            &task,
+            &attempt(&task, t(0), AttemptOutcome::DeliveredAndDeleted),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, ReceiptStatus::Delivered);
+    let info = store.notification_set(task.set_id).await.unwrap().unwrap();
+    assert_eq!(info.status, ReceiptStatus::Deleted);
+    let statuses: Vec<_> = info
+        .receipts
+        .iter()
+        .map(|r| (r.channel.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("amqp", ReceiptStatus::Delivered),
+            ("webhook", ReceiptStatus::Deleted)
+        ]
+    );
+    assert_eq!(
+        store.notification_page(task.set_id, 0, 10).await.unwrap(),
+        None
+    );
+    assert!(store
+        .claim_deliveries("webhook", t(10), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// An attempt must be for the task's set and channel.
+pub async fn record_attempt_rejects_foreign_attempt(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let task = claim_one(store, "webhook", t(0)).await;
+    let mut a = attempt(&task, t(0), AttemptOutcome::Delivered);
+    a.set_id = Uuid::from_u128(2);
+    let err = store.record_attempt(&task, &a).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert!(store.attempts(task.set_id).await.unwrap().is_empty());
+    assert_eq!(
+        receipt_of(store, 1, "webhook").await.status,
+        ReceiptStatus::Created
+    );
+}
+
+/// The attempt history is append-only, oldest first, with every field kept.
+pub async fn attempts_history_order(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let mut want = Vec::new();
+    for (i, at) in [0i64, 30, 90].into_iter().enumerate() {
+        let task = claim_one(store, "webhook", t(at)).await;
+        assert_eq!(task.attempts as usize, i);
+        let outcome = if i < 2 {
+            AttemptOutcome::Failed {
+                retry_at: t(at + 30 * (i as i64 + 1)),
+                dead_letter: false,
+            }
+        } else {
+            AttemptOutcome::Delivered
+        };
+        let mut a = attempt(&task, t(at), outcome);
+        a.duration_ms = 100 + i as u64;
+        store.record_attempt(&task, &a).await.unwrap();
+        want.push(a);
+    }
+    assert_eq!(store.attempts(Uuid::from_u128(1)).await.unwrap(), want);
+    assert!(store.attempts(Uuid::from_u128(2)).await.unwrap().is_empty());
+}
+
+/// The backlog counts receipts by state; deleted ones are not backlog.
+pub async fn backlog_counts(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["a", "b", "c", "d"], t(0)))
+        .await
+        .unwrap();
+    store
+        .create_notification_set(&new_set(2, 1, &["a"], t(0)))
+        .await
+        .unwrap();
+    store
+        .create_notification_set(&new_set(3, 1, &["a", "b"], t(0)))
+        .await
+        .unwrap();
+    store
+        .delete_notification_set(Uuid::from_u128(3), t(1))
+        .await
+        .unwrap();
+    let b = claim_one(store, "b", t(1)).await;
+    let c = claim_one(store, "c", t(1)).await;
+    let d = claim_one(store, "d", t(1)).await;
+    store
+        .record_attempt(
+            &b,
+            &attempt(
+                &b,
+                t(1),
+                AttemptOutcome::Failed {
+                    retry_at: t(50),
+                    dead_letter: false,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    store
+        .record_attempt(
+            &c,
+            &attempt(
+                &c,
+                t(1),
+                AttemptOutcome::Failed {
+                    retry_at: t(50),
+                    dead_letter: true,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    store
+        .record_attempt(&d, &attempt(&d, t(1), AttemptOutcome::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.backlog().await.unwrap(),
+        Backlog {
+            created: 2,
+            failed: 1,
+            dead_letter: 1,
+            delivered: 1
+        }
+    );
+}
+
+// ---- housekeeping -----------------------------------------------------------------------------
+
+/// GC removes deleted sets and long-delivered ones with everything they own, and keeps the rest.
+pub async fn gc_removes_deleted_and_old_delivered(store: &dyn Store) {
+    const DAY: i64 = 86_400;
+    let week = Duration::from_secs(7 * 86_400);
+    // 1: deleted. 2: delivered long ago. 3: delivered recently. 4: one channel still pending.
+    // 5: no channels, old. 6: no channels, recent. 7: dead letter, old.
+    for (id, channels, created) in [
+        (1u128, &["webhook"][..], 0),
+        (2, &["webhook"][..], 0),
+        (3, &["webhook"][..], 0),
+        (4, &["webhook", "amqp"][..], 0),
+        (5, &[][..], 0),
+        (6, &[][..], 9 * DAY),
+        (7, &["stomp"][..], 0),
+    ] {
+        store
+            .create_notification_set(&new_set(id, 3, channels, t(created)))
+            .await
+            .unwrap();
+    }
+    store
+        .delete_notification_set(Uuid::from_u128(1), t(1))
+        .await
+        .unwrap();
+    let tasks = store
+        .claim_deliveries("webhook", t(1), MINUTE, 10)
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 3);
+    for task in &tasks {
+        let at = match task.set_id.as_u128() {
+            2 | 4 => t(DAY),
+            _ => t(9 * DAY),
+        };
+        store
+            .record_attempt(task, &attempt(task, at, AttemptOutcome::Delivered))
+            .await
+            .unwrap();
+    }
+    let stomp = claim_one(store, "stomp", t(1)).await;
+    store
+        .record_attempt(
+            &stomp,
+            &attempt(
+                &stomp,
+                t(1),
+                AttemptOutcome::Failed {
+                    retry_at: t(2),
+                    dead_letter: true,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+
+    let stats = store.collect_garbage(t(10 * DAY), week).await.unwrap();
+    assert_eq!(stats.sets, 3, "{stats:?}");
+    for gone in [1u128, 2, 5] {
+        let id = Uuid::from_u128(gone);
+        assert_eq!(
+            store.notification_set(id).await.unwrap(),
+            None,
+            "set {gone}"
+        );
+        assert_eq!(
+            store.notification_page(id, 0, 10).await.unwrap(),
+            None,
+            "set {gone}"
+        );
+        assert!(store.attempts(id).await.unwrap().is_empty(), "set {gone}");
+    }
+    for kept in [3u128, 4, 6, 7] {
+        assert!(
+            store
+                .notification_set(Uuid::from_u128(kept))
+                .await
+                .unwrap()
+                .is_some(),
+            "set {kept}"
+        );
+    }
+    let (page, _) = store
+        .notification_page(Uuid::from_u128(3), 0, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.len(), 3);
+    assert_eq!(store.attempts(Uuid::from_u128(3)).await.unwrap().len(), 1);
+    assert_eq!(
+        store.collect_garbage(t(10 * DAY), week).await.unwrap().sets,
+        0
+    );
+}
+
+/// A worker whose set was deleted and collected while it delivered is told `Deleted`.
+pub async fn record_after_collection_is_deleted(store: &dyn Store) {
+    store
+        .create_notification_set(&new_set(1, 1, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    let task = claim_one(store, "webhook", t(0)).await;
+    store
+        .delete_notification_set(task.set_id, t(1))
+        .await
+        .unwrap();
+    assert_eq!(store.collect_garbage(t(2), MINUTE).await.unwrap().sets, 1);
+    let status = store
+        .record_attempt(&task, &attempt(&task, t(3), AttemptOutcome::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(status, ReceiptStatus::Deleted);
+    assert_eq!(store.notification_set(task.set_id).await.unwrap(), None);
+}
+
+/// GC keeps every vulnerability an operation still references.
+pub async fn gc_keeps_referenced_vulnerabilities(store: &dyn Store) {
+    let vulns: Vec<Vulnerability> = (0..20)
+        .map(|i| vuln("debian", &format!("DSA-{i}-1"), "1"))
+        .collect();
+    import(store, "debian", "fp-1", &vulns[..15], t(0)).await;
+    import(store, "debian", "fp-2", &vulns[5..], t(60)).await;
+    let stats = store.collect_garbage(t(120), Duration::ZERO).await.unwrap();
+    assert_eq!(stats.vulnerabilities, 0);
+    let ids: Vec<_> = vulns.iter().map(Vulnerability::id).collect();
+    assert_eq!(store.vulnerabilities(&ids).await.unwrap().len(), 20);
+}
