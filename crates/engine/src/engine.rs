@@ -1,0 +1,506 @@
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use time::OffsetDateTime;
+use tocsin_index::{IndexStats, ManifestIndex, VulnEntry, VulnIndex};
+use tocsin_model::change::ChangeSet;
+use tocsin_model::claircore::{UpdateOperation, VulnerabilityReport};
+use tocsin_model::inventory::{installed_packages, Manifest};
+use tocsin_model::notification::{Notification, Reason, VulnSummary};
+use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::{Digest, Severity};
+use tocsin_store::{
+    ImportOutcome, ManifestId, NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
+};
+use tokio::sync::{Mutex, Notify};
+use uuid::Uuid;
+
+use crate::projection::{v4_entries, V4Options};
+use crate::{detect, EngineError};
+
+/// What an updater's first update operation does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FirstUpdate {
+    /// Notify everything it affects (Clair's behaviour).
+    #[default]
+    Notify,
+    /// Record it as a silent baseline.
+    Baseline,
+}
+
+/// Engine settings.
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// v4 projection options.
+    pub v4: V4Options,
+    /// First-update behaviour.
+    pub first_update: FirstUpdate,
+    /// Channels every new set gets a delivery receipt for (empty: pull only).
+    pub channels: Vec<String>,
+}
+
+/// The result of processing one update operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Processed {
+    /// Updater.
+    pub updater: String,
+    /// The operation.
+    pub operation: Uuid,
+    /// Vulnerabilities changed.
+    pub changes: usize,
+    /// The notification set created, if any.
+    pub set: Option<Uuid>,
+    /// Entries in it.
+    pub entries: usize,
+}
+
+struct Manifests {
+    index: ManifestIndex,
+    digests: HashMap<ManifestId, Digest>,
+    ids: HashMap<Digest, ManifestId>,
+}
+
+/// The pipeline and its indexes; see the crate doc.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    cfg: EngineConfig,
+    manifests: RwLock<Manifests>,
+    vulns: RwLock<VulnIndex>,
+    /// Serialises manifest writes (read-modify-write of the index) and processing passes in this
+    /// process; other processes are kept out by the store's compare-and-set.
+    manifest_writes: Mutex<()>,
+    processing: Mutex<()>,
+    sets_created: Arc<Notify>,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn lock_poisoned() -> EngineError {
+    EngineError::Inconsistent("an index lock was poisoned by a panic".into())
+}
+
+impl Engine {
+    /// Opens the engine over a store: loads every manifest into the reverse index and every
+    /// updater's newest vulnerabilities into the forward one.
+    pub async fn open(store: Arc<dyn Store>, cfg: EngineConfig) -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let mut manifests = Manifests {
+            index: ManifestIndex::new(),
+            digests: HashMap::new(),
+            ids: HashMap::new(),
+        };
+        let mut after = None;
+        loop {
+            let page = store.manifests_by_id(after, 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            for (id, m) in page {
+                manifests.index.add(id, &installed_packages(&m.report));
+                manifests.ids.insert(m.digest.clone(), id);
+                manifests.digests.insert(id, m.digest);
+            }
+        }
+        let engine = Engine {
+            store,
+            cfg,
+            manifests: RwLock::new(manifests),
+            vulns: RwLock::new(VulnIndex::new()),
+            manifest_writes: Mutex::new(()),
+            processing: Mutex::new(()),
+            sets_created: Arc::new(Notify::new()),
+        };
+        for u in engine.store.updaters().await? {
+            if let Some(op) = u.latest {
+                engine.load_updater_vulns(&u.name, &op).await?;
+            }
+        }
+        let stats = engine.index_stats()?;
+        tracing::info!(
+            manifests = stats.manifests,
+            references = stats.references,
+            vulnerabilities = engine.vulns.read().map_err(|_| lock_poisoned())?.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "indexes built"
+        );
+        engine.publish_index_metrics(&stats);
+        Ok(engine)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Woken whenever a notification set is created (delivery workers wait on it).
+    pub fn sets_created(&self) -> Arc<Notify> {
+        Arc::clone(&self.sets_created)
+    }
+
+    /// Size figures of the reverse index.
+    pub fn index_stats(&self) -> Result<IndexStats, EngineError> {
+        Ok(self
+            .manifests
+            .read()
+            .map_err(|_| lock_poisoned())?
+            .index
+            .stats())
+    }
+
+    fn publish_index_metrics(&self, s: &IndexStats) {
+        metrics::gauge!("tocsin_index_manifests").set(s.manifests as f64);
+        metrics::gauge!("tocsin_index_package_references").set(s.references as f64);
+        metrics::gauge!("tocsin_index_bitmap_bytes").set(s.bitmap_bytes as f64);
+    }
+
+    async fn load_updater_vulns(
+        &self,
+        updater: &str,
+        op: &UpdateOperation,
+    ) -> Result<(), EngineError> {
+        let ids = self.store.operation_vulnerabilities(op_ref(op)?).await?;
+        let vulns = self.store.vulnerabilities(&ids).await?;
+        if vulns.len() != ids.len() {
+            return Err(EngineError::Inconsistent(format!(
+                "update operation {} of {updater} references {} vulnerabilities but {} are stored",
+                op.reference,
+                ids.len(),
+                vulns.len()
+            )));
+        }
+        let entries = vulns
+            .into_iter()
+            .map(|(id, v)| VulnEntry::new(id, v))
+            .collect();
+        self.vulns
+            .write()
+            .map_err(|_| lock_poisoned())?
+            .set_updater(updater, entries);
+        Ok(())
+    }
+
+    // ---- manifests ----------------------------------------------------------------------------
+
+    /// Stores a manifest and indexes it (replacing its previous inventory).
+    pub async fn put_manifest(
+        &self,
+        m: &Manifest,
+    ) -> Result<(ManifestId, PutOutcome), EngineError> {
+        let _w = self.manifest_writes.lock().await;
+        let old = self.store.get_manifest(&m.digest).await?;
+        let (id, outcome) = self.store.put_manifest(m, now()).await?;
+        if outcome != PutOutcome::Unchanged {
+            let new_pkgs = installed_packages(&m.report);
+            let mut g = self.manifests.write().map_err(|_| lock_poisoned())?;
+            if let Some(old) = old {
+                g.index.remove(id, &installed_packages(&old.report));
+            }
+            g.index.add(id, &new_pkgs);
+            g.digests.insert(id, m.digest.clone());
+            g.ids.insert(m.digest.clone(), id);
+            let stats = g.index.stats();
+            drop(g);
+            self.publish_index_metrics(&stats);
+        }
+        metrics::counter!("tocsin_manifests_put_total", "outcome" => outcome_name(outcome))
+            .increment(1);
+        Ok((id, outcome))
+    }
+
+    /// Removes a manifest from the store and the index; false when it was not there.
+    pub async fn delete_manifest(&self, digest: &Digest) -> Result<bool, EngineError> {
+        let _w = self.manifest_writes.lock().await;
+        let Some(old) = self.store.get_manifest(digest).await? else {
+            return Ok(false);
+        };
+        let deleted = self.store.delete_manifest(digest).await?;
+        let mut g = self.manifests.write().map_err(|_| lock_poisoned())?;
+        if let Some(id) = g.ids.remove(digest) {
+            g.index.remove(id, &installed_packages(&old.report));
+            g.digests.remove(&id);
+        }
+        Ok(deleted)
+    }
+
+    /// A claircore VulnerabilityReport for a stored manifest, from the current vulnerabilities of
+    /// every updater (the forward direction of the matching engine).
+    pub async fn vulnerability_report(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<VulnerabilityReport>, EngineError> {
+        let Some(m) = self.store.get_manifest(digest).await? else {
+            return Ok(None);
+        };
+        let vulns = self.vulns.read().map_err(|_| lock_poisoned())?;
+        let mut report = VulnerabilityReport {
+            manifest_hash: m.digest.to_string(),
+            packages: m.report.packages.clone(),
+            distributions: m.report.distributions.clone(),
+            repository: m.report.repository.clone(),
+            environments: m.report.environments.clone(),
+            ..Default::default()
+        };
+        for p in installed_packages(&m.report) {
+            let hits = vulns.matching(&p);
+            if hits.is_empty() {
+                continue;
+            }
+            let list = report
+                .package_vulnerabilities
+                .entry(p.package_id.clone())
+                .or_default();
+            for e in hits {
+                let id = e.id.to_string();
+                if !list.contains(&id) {
+                    list.push(id.clone());
+                }
+                report
+                    .vulnerabilities
+                    .entry(id.clone())
+                    .or_insert_with(|| e.vuln.to_claircore(&id));
+            }
+        }
+        // Most severe first across ecosystems too.
+        for list in report.package_vulnerabilities.values_mut() {
+            list.sort_by(|a, b| {
+                let sev = |id: &String| {
+                    report
+                        .vulnerabilities
+                        .get(id)
+                        .map(|v| v.normalized_severity)
+                        .unwrap_or_default()
+                };
+                sev(b).cmp(&sev(a)).then_with(|| a.cmp(b))
+            });
+        }
+        Ok(Some(report))
+    }
+
+    // ---- feeds --------------------------------------------------------------------------------
+
+    /// Stores a feed snapshot (all-or-nothing) and, when it is new, makes its vulnerabilities the
+    /// updater's current ones for vulnerability reports. Processing happens in
+    /// [`process_pending`](Self::process_pending).
+    pub async fn import(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Vulnerability],
+    ) -> Result<ImportOutcome, EngineError> {
+        if let Some(v) = vulns.iter().find(|v| v.updater != updater) {
+            return Err(EngineError::Invalid(format!(
+                "vulnerability {} belongs to updater {:?}, not {updater:?}",
+                v.name, v.updater
+            )));
+        }
+        let outcome = self
+            .store
+            .import_snapshot(updater, fingerprint, vulns, now())
+            .await?;
+        if let ImportOutcome::Created(op) = &outcome {
+            let entries = vulns
+                .iter()
+                .map(|v| VulnEntry::new(v.id(), v.clone()))
+                .collect();
+            self.vulns
+                .write()
+                .map_err(|_| lock_poisoned())?
+                .set_updater(updater, entries);
+            tracing::info!(updater, operation = %op.reference, vulnerabilities = vulns.len(), "update operation created");
+        }
+        let label = match outcome {
+            ImportOutcome::Created(_) => "created",
+            ImportOutcome::Unchanged(_) => "unchanged",
+        };
+        metrics::counter!("tocsin_imports_total", "outcome" => label).increment(1);
+        Ok(outcome)
+    }
+
+    // ---- processing ---------------------------------------------------------------------------
+
+    /// Processes every unprocessed update operation of every updater, oldest first per updater.
+    /// A processor that loses the compare-and-set to another process skips that operation.
+    pub async fn process_pending(&self) -> Result<Vec<Processed>, EngineError> {
+        let _p = self.processing.lock().await;
+        let mut done = Vec::new();
+        for u in self.store.updaters().await? {
+            let ops = self.store.update_operations(&u.name).await?;
+            // ops are newest first; the unprocessed ones are those before the processed mark.
+            let mut pending: Vec<&UpdateOperation> = Vec::new();
+            for op in &ops {
+                if Some(op_ref(op)?) == u.processed {
+                    break;
+                }
+                pending.push(op);
+            }
+            if u.processed.is_some() && pending.len() == ops.len() {
+                return Err(EngineError::Inconsistent(format!(
+                    "updater {}: processed operation {:?} is not among its operations",
+                    u.name, u.processed
+                )));
+            }
+            let mut prev = u.processed;
+            for op in pending.into_iter().rev() {
+                match self.process_one(&u.name, prev, op_ref(op)?).await {
+                    Ok(p) => {
+                        prev = Some(p.operation);
+                        done.push(p);
+                    }
+                    Err(EngineError::Store(StoreError::Conflict(why))) => {
+                        tracing::info!(updater = %u.name, %why, "another process got there first");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    async fn process_one(
+        &self,
+        updater: &str,
+        prev: Option<Uuid>,
+        cur: Uuid,
+    ) -> Result<Processed, EngineError> {
+        let started = Instant::now();
+        let prev_ids = match prev {
+            Some(p) => self.store.operation_vulnerabilities(p).await?,
+            None => Vec::new(),
+        };
+        let cur_ids = self.store.operation_vulnerabilities(cur).await?;
+        let prev_set: std::collections::HashSet<&VulnId> = prev_ids.iter().collect();
+        let cur_set: std::collections::HashSet<&VulnId> = cur_ids.iter().collect();
+        let changed: Vec<VulnId> = prev_ids
+            .iter()
+            .filter(|i| !cur_set.contains(i))
+            .chain(cur_ids.iter().filter(|i| !prev_set.contains(i)))
+            .cloned()
+            .collect();
+        let vulns: HashMap<VulnId, Vulnerability> = self
+            .store
+            .vulnerabilities(&changed)
+            .await?
+            .into_iter()
+            .collect();
+        let pairs =
+            detect::pair_changes(&prev_ids, &cur_ids, &vulns).map_err(EngineError::Inconsistent)?;
+        let changes = {
+            let g = self.manifests.read().map_err(|_| lock_poisoned())?;
+            detect::changes(pairs, &vulns, &g.index, &g.digests)
+        };
+        let change_set = ChangeSet {
+            updater: updater.to_string(),
+            prev,
+            cur,
+            changes,
+        };
+        let silent = prev.is_none() && self.cfg.first_update == FirstUpdate::Baseline;
+        let entries = if silent {
+            Vec::new()
+        } else {
+            v4_entries(&change_set, &vulns, self.cfg.v4)
+        };
+        let notifications = (!entries.is_empty()).then(|| NewNotificationSet {
+            id: Uuid::new_v4(),
+            updater: updater.to_string(),
+            operation: Some(cur),
+            entries,
+            channels: self.cfg.channels.clone(),
+            created_at: now(),
+        });
+        let processed = Processed {
+            updater: updater.to_string(),
+            operation: cur,
+            changes: change_set.changes.len(),
+            set: notifications.as_ref().map(|s| s.id),
+            entries: notifications.as_ref().map_or(0, |s| s.entries.len()),
+        };
+        self.store
+            .commit_processed(&ProcessedUpdate {
+                updater: updater.to_string(),
+                prev,
+                cur,
+                change_set,
+                notifications,
+            })
+            .await?;
+        let secs = started.elapsed().as_secs_f64();
+        metrics::counter!("tocsin_update_operations_processed_total").increment(1);
+        metrics::histogram!("tocsin_processing_seconds").record(secs);
+        if processed.set.is_some() {
+            metrics::counter!("tocsin_notification_sets_created_total").increment(1);
+            metrics::counter!("tocsin_notification_entries_created_total")
+                .increment(processed.entries as u64);
+            self.sets_created.notify_one();
+        }
+        tracing::info!(
+            updater,
+            operation = %cur,
+            changes = processed.changes,
+            set = ?processed.set,
+            entries = processed.entries,
+            seconds = secs,
+            "update operation processed"
+        );
+        Ok(processed)
+    }
+
+    /// Clair's test mode: one set for updater `test-updater` with one `added` entry for
+    /// vulnerability `test-vulnerability` on a random manifest.
+    pub async fn create_test_set(&self) -> Result<Uuid, EngineError> {
+        let manifest = Digest::sha256_of(Uuid::new_v4().as_bytes());
+        let set = NewNotificationSet {
+            id: Uuid::new_v4(),
+            updater: "test-updater".into(),
+            operation: None,
+            entries: vec![Notification {
+                id: Uuid::new_v4(),
+                manifest,
+                reason: Reason::Added,
+                vulnerability: VulnSummary {
+                    name: "test-vulnerability".into(),
+                    description:
+                        "this vulnerability indicates you are running the notifier in test mode."
+                            .into(),
+                    package: None,
+                    distribution: None,
+                    repository: None,
+                    severity: Severity::Unknown,
+                    fixed_in_version: String::new(),
+                    links: String::new(),
+                },
+            }],
+            channels: self.cfg.channels.clone(),
+            created_at: now(),
+        };
+        self.store.create_notification_set(&set).await?;
+        metrics::counter!("tocsin_notification_sets_created_total").increment(1);
+        self.sets_created.notify_one();
+        Ok(set.id)
+    }
+
+    /// Per-updater vulnerability counts currently used for reports.
+    pub fn current_vulnerabilities(&self) -> Result<usize, EngineError> {
+        Ok(self.vulns.read().map_err(|_| lock_poisoned())?.len())
+    }
+}
+
+fn op_ref(op: &UpdateOperation) -> Result<Uuid, EngineError> {
+    Uuid::parse_str(&op.reference).map_err(|e| {
+        EngineError::Inconsistent(format!(
+            "update operation ref {:?} is not a UUID: {e}",
+            op.reference
+        ))
+    })
+}
+
+fn outcome_name(o: PutOutcome) -> &'static str {
+    match o {
+        PutOutcome::Created => "created",
+        PutOutcome::Replaced => "replaced",
+        PutOutcome::Unchanged => "unchanged",
+    }
+}
