@@ -1,1 +1,117 @@
-//! placeholder
+//! tocsin's HTTP surface, as one axum [`Router`] built by [`app`].
+//!
+//! - Clair-compatible paths, byte for byte: the v4 notifier pull API
+//!   (`/notifier/api/v1/notification/{id}`, [`v4`]) and the matcher's vulnerability report
+//!   (`/matcher/api/v1/vulnerability_report/{digest}`).
+//! - tocsin's own API under `/api/v1`: manifests, feed snapshots and updaters, notification sets
+//!   with their delivery state and attempt history.
+//! - Operations: `/healthz`, `/readyz`, `/metrics` (Prometheus), `/openapi.json`.
+//!
+//! Every error, on every path, is Clair's `{"code","message"}` JSON ([`ApiError`]). Optional PSK
+//! auth (Clair's HS256 JWT) guards everything but the operations endpoints. The whole server is
+//! a library call on a listener, so tests bind it to port 0.
+#![deny(missing_docs)]
+
+mod error;
+mod feeds;
+mod manifests;
+mod ops;
+pub mod v4;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use tocsin_engine::Engine;
+
+pub use error::ApiError;
+
+/// Checks a bearer token; `Err` carries the reason for the 401.
+pub type TokenVerifier = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Renders the Prometheus exposition text.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Everything the routes need.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine (and through it the store).
+    pub engine: Arc<Engine>,
+    /// PSK verification, when auth is configured.
+    pub auth: Option<TokenVerifier>,
+    /// Prometheus rendering, when metrics are installed.
+    pub metrics: Option<MetricsRenderer>,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let guarded = Router::new()
+        .route(
+            "/notifier/api/v1/notification/{id}",
+            get(v4::get_page).delete(v4::delete_set),
+        )
+        .route(
+            "/matcher/api/v1/vulnerability_report/{digest}",
+            get(manifests::vulnerability_report),
+        )
+        .route("/api/v1/manifests", get(manifests::list))
+        .route(
+            "/api/v1/manifests/{digest}",
+            get(manifests::get_one)
+                .put(manifests::put)
+                .delete(manifests::delete),
+        )
+        .route("/api/v1/updaters", get(feeds::list_updaters))
+        .route(
+            "/api/v1/updaters/{*rest}",
+            get(feeds::get_updater_path).put(feeds::put_updater_path),
+        )
+        .route("/api/v1/notifications", get(ops::list_sets))
+        .route("/api/v1/notifications/{id}", get(ops::get_set))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .merge(guarded)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(state.max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn require_auth(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(verify) = &state.auth {
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+        verify(token.trim()).map_err(ApiError::Unauthorized)?;
+    }
+    Ok(next.run(req).await)
+}
+
+/// Serves the app on a bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

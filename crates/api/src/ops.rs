@@ -1,0 +1,124 @@
+//! Operations endpoints, notification-set listing, and the fallbacks.
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use tocsin_model::notification::ReceiptStatus;
+use uuid::Uuid;
+
+use crate::{ApiError, AppState};
+
+/// The OpenAPI document, written by hand and checked against the router by a test.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: the store answers.
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.engine.store().backlog().await?;
+    Ok("ready\n")
+}
+
+/// `GET /metrics`: Prometheus text, with the delivery backlog refreshed first.
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(render) = &state.metrics else {
+        return Err(ApiError::NotFound("metrics are not enabled".into()));
+    };
+    let b = state.engine.store().backlog().await?;
+    for (label, n) in [
+        ("created", b.created),
+        ("delivery_failed", b.failed),
+        ("dead_letter", b.dead_letter),
+        ("delivered", b.delivered),
+    ] {
+        metrics_gauge(label, n);
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(),
+    )
+        .into_response())
+}
+
+fn metrics_gauge(state: &'static str, n: u64) {
+    tocsin_engine::record_backlog(state, n);
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Listing parameters of notification sets.
+#[derive(Debug, Deserialize)]
+pub struct SetsQuery {
+    status: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/notifications?status=&after=&limit=`: sets, newest first.
+pub async fn list_sets(
+    State(state): State<AppState>,
+    Query(q): Query<SetsQuery>,
+) -> Result<Response, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            ReceiptStatus::parse(s).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "unknown status {s:?} (expected created, delivered, delivery_failed, dead_letter or deleted)"
+                ))
+            })
+        })
+        .transpose()?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            Uuid::parse_str(a)
+                .map_err(|_| ApiError::BadRequest(format!("after {a:?} is not a UUID")))
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let mut sets = state
+        .engine
+        .store()
+        .notification_sets(status, after, limit + 1)
+        .await?;
+    let more = sets.len() > limit;
+    sets.truncate(limit);
+    let next = more.then(|| sets.last().map(|s| s.id)).flatten();
+    Ok(Json(serde_json::json!({ "notifications": sets, "next": next })).into_response())
+}
+
+/// `GET /api/v1/notifications/{id}`: one set with its receipts and attempt history.
+pub async fn get_set(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::BadRequest(format!("notification id {id:?} is not a UUID")))?;
+    let store = state.engine.store();
+    let info = store
+        .notification_set(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("notification {id} not found")))?;
+    let attempts = store.attempts(id).await?;
+    Ok(Json(serde_json::json!({ "notification": info, "attempts": attempts })).into_response())
+}
+
+/// 405 with Clair's error body.
+pub async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("method not allowed on {}", uri.path()))
+}
+
+/// 404 with Clair's error body.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
