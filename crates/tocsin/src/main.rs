@@ -1,1 +1,242 @@
-fn main() {}
+//! The `tocsin` program: configuration, command line and composition. Everything else lives in
+//! the library crates; this crate only wires them together (see ARCHITECTURE.md).
+mod cli;
+mod commands;
+mod config;
+mod demo;
+mod duration;
+mod serve;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use tocsin_deliver::{
+    Deliverer, PskKey, RetryPolicy, WebhookConfig, WebhookDeliverer, WorkerOptions,
+};
+use tocsin_engine::{Engine, EngineConfig, FirstUpdate};
+use tocsin_store::Store;
+
+use crate::cli::{Cli, Command, LogFormat};
+use crate::config::{Channel, Config, Storage};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOCSIN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},tower_http=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let env = |k: &str| std::env::var(k).ok();
+    let (mut cfg, warnings) = Config::load(cli.config.as_deref(), &env)?;
+    if let Some(dir) = &cli.data_dir {
+        cfg.storage = Storage::Embedded {
+            data_dir: dir.clone(),
+        };
+    }
+    // One-shot commands print their results; only serve logs at the configured level.
+    let level = match cli.command {
+        Command::Serve => cfg.logging.level.as_str(),
+        _ => "warn",
+    };
+    init_logging(cli.log_format, level);
+    for w in warnings {
+        tracing::warn!("configuration: {w}");
+    }
+    for s in &cfg.ignored_sections {
+        tracing::info!(section = %s, "configuration section accepted and ignored (not used by tocsin)");
+    }
+    Ok(cfg)
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let cfg = load_config(&cli)?;
+    match cli.command {
+        Command::Serve => {
+            let metrics = install_metrics()?;
+            let addr = cfg.http_listen_addr.to_string();
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            let service = serve::start(&cfg, listener, Some(metrics)).await?;
+            service.run_until(shutdown_signal()).await
+        }
+        Command::Demo(args) => demo::run(args).await,
+        Command::Manifest(cmd) => commands::manifest(&open_engine(&cfg).await?, cmd).await,
+        Command::Feed(cmd) => commands::feed(&open_engine(&cfg).await?, cmd).await,
+        Command::Notification(cmd) => commands::notification(&open_engine(&cfg).await?, cmd).await,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn install_metrics() -> Result<tocsin_api::MetricsRenderer> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    Ok(Arc::new(move || handle.render()))
+}
+
+/// Opens the configured store.
+pub(crate) fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    match &cfg.storage {
+        Storage::Embedded { data_dir } => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+            let store = tocsin_store_sqlite::SqliteStore::open(data_dir)
+                .with_context(|| format!("opening the embedded store in {}", data_dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        Storage::Postgres { .. } => bail!(
+            "notifier.connstring: PostgreSQL storage is not available in this version of tocsin; \
+             leave notifier.connstring empty to use the embedded store"
+        ),
+    }
+}
+
+/// The channel names every new set gets a receipt for.
+fn channels(cfg: &Config) -> Vec<String> {
+    match &cfg.notifier.channel {
+        Some(Channel::Webhook(_)) => vec!["webhook".to_string()],
+        Some(Channel::Amqp(_)) => vec!["amqp".to_string()],
+        Some(Channel::Stomp(_)) => vec!["stomp".to_string()],
+        None => Vec::new(),
+    }
+}
+
+/// Engine settings from the configuration.
+pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
+    EngineConfig {
+        v4: tocsin_engine::projection::V4Options {
+            disable_summary: cfg.notifier.disable_summary,
+            changed_reason: cfg.tocsin.changed_reason,
+        },
+        first_update: match cfg.tocsin.first_update {
+            config::FirstUpdate::Notify => FirstUpdate::Notify,
+            config::FirstUpdate::Baseline => FirstUpdate::Baseline,
+        },
+        channels: channels(cfg),
+    }
+}
+
+async fn open_engine(cfg: &Config) -> Result<Engine> {
+    let store = open_store(cfg)?;
+    Ok(Engine::open(store, engine_config(cfg)).await?)
+}
+
+/// Inbound PSK verification (Clair's `auth.psk`): HS256, the configured issuers plus
+/// `clair-intraservice`.
+pub(crate) fn token_verifier(cfg: &Config) -> Option<tocsin_api::TokenVerifier> {
+    let psk = cfg.psk.as_ref()?;
+    let key = PskKey::from_bytes(psk.key.expose().clone()).ok()?;
+    let mut issuers = psk.issuers.clone();
+    issuers.push(tocsin_deliver::jwt::INTRASERVICE_ISSUER.to_string());
+    Some(Arc::new(move |token: &str| {
+        tocsin_deliver::jwt::verify(token, &key, &issuers)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }))
+}
+
+/// The configured push channel, ready to deliver.
+pub(crate) async fn deliverer(cfg: &Config) -> Result<Option<Arc<dyn Deliverer>>> {
+    if cfg.legacy_webhook.is_some() {
+        bail!(
+            "clair.notifier (the Clair v2 webhook) is not available in this version of tocsin; \
+             configure notifier.webhook instead"
+        );
+    }
+    match &cfg.notifier.channel {
+        None => Ok(None),
+        Some(Channel::Webhook(w)) => {
+            let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (k, v) in &w.headers {
+                headers.entry(k.clone()).or_default().push(v.clone());
+            }
+            let psk = match &cfg.psk {
+                Some(p) => Some(PskKey::from_bytes(p.key.expose().clone())?),
+                None => None,
+            };
+            let wc = WebhookConfig {
+                headers,
+                connect_timeout: cfg.tocsin.delivery.connect_timeout,
+                timeout: cfg.tocsin.delivery.timeout,
+                psk,
+                ..WebhookConfig::new(w.target.as_str(), w.callback.as_str())
+            };
+            Ok(Some(Arc::new(WebhookDeliverer::new(&wc)?)))
+        }
+        Some(Channel::Amqp(_)) => bail!(
+            "notifier.amqp: AMQP delivery is not available in this version of tocsin; use notifier.webhook"
+        ),
+        Some(Channel::Stomp(_)) => bail!(
+            "notifier.stomp: STOMP delivery is not available in this version of tocsin; use notifier.webhook"
+        ),
+    }
+}
+
+/// Retry policy and worker options from `tocsin.delivery`.
+pub(crate) fn delivery_settings(cfg: &Config) -> (RetryPolicy, WorkerOptions) {
+    let d = &cfg.tocsin.delivery;
+    (
+        RetryPolicy {
+            initial: d.initial_backoff,
+            max: d.max_backoff,
+            dead_letter_after: d.dead_letter_after,
+            ..RetryPolicy::default()
+        },
+        WorkerOptions {
+            lease: d.lease,
+            concurrency: d.workers.get(),
+            ..WorkerOptions::default()
+        },
+    )
+}

@@ -1,0 +1,159 @@
+//! The command line, defined once; `--help` is generated from these definitions.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// tocsin: tells you when a new, withdrawn or changed vulnerability affects the images and
+/// software you already inventoried, and delivers that news reliably. Compatible with Clair's
+/// notifier (v4) configuration, pull API and webhook.
+#[derive(Debug, Parser)]
+#[command(name = "tocsin", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (YAML; Clair's notifier keys plus a `tocsin:` section).
+    #[arg(long, short = 'c', global = true, env = "TOCSIN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store (overrides tocsin.data_dir).
+    #[arg(long, global = true, env = "TOCSIN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "TOCSIN_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: HTTP API, update processing, delivery and garbage collection.
+    Serve,
+    /// Run a self-contained demonstration on real data: a temporary instance with a local webhook
+    /// receiver indexes real inventories, imports two consecutive real feed snapshots, and prints
+    /// what was notified and delivered.
+    Demo(DemoArgs),
+    /// Manage the manifest index.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+    /// Import and inspect vulnerability feeds.
+    #[command(subcommand)]
+    Feed(FeedCommand),
+    /// Inspect and acknowledge notification sets.
+    #[command(subcommand)]
+    Notification(NotificationCommand),
+}
+
+/// `tocsin demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The shared data folder (inventories/, updates/).
+    #[arg(long, default_value = "../shared/data")]
+    pub data: PathBuf,
+    /// Which update sequences to replay (folders of updates/, comma-separated); the first two
+    /// snapshots of each are imported as updater `osv/<folder>`.
+    #[arg(long, default_value = "debian,crates.io")]
+    pub feeds: String,
+    /// Keep the temporary data directory and print its path.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `tocsin manifest …`
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Add (or replace) a manifest from an inventory file.
+    Add(ManifestAdd),
+    /// List stored manifests.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Remove a manifest.
+    Rm {
+        /// Manifest digest.
+        digest: String,
+    },
+    /// Print a manifest's Clair vulnerability report (JSON).
+    Report {
+        /// Manifest digest.
+        digest: String,
+    },
+}
+
+/// `tocsin manifest add` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestAdd {
+    /// Inventory file: IndexReport, CycloneDX or SPDX JSON, dpkg status, Cargo.lock, pip list.
+    pub file: PathBuf,
+    /// Manifest digest (required unless the file is an IndexReport, which carries its own).
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// Inventory format (default: sniffed): index-report, cyclonedx, spdx, dpkg-status,
+    /// cargo-lock, pip.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Distribution of a dpkg status file (e.g. debian:12, ubuntu:22.04).
+    #[arg(long)]
+    pub distribution: Option<String>,
+    /// Label key=value (repeatable), e.g. --label image=quay.io/org/app:1.2
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+}
+
+/// `tocsin feed …`
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Import a snapshot of an updater (OSV directory, .zip, .tar.gz, or a JSON array of OSV
+    /// records or claircore vulnerabilities) and process it. All-or-nothing.
+    Import {
+        /// Updater name, e.g. osv/go.
+        name: String,
+        /// Snapshot path.
+        path: PathBuf,
+    },
+    /// List updaters and their update operations.
+    List,
+}
+
+/// `tocsin notification …`
+#[derive(Debug, Subcommand)]
+pub enum NotificationCommand {
+    /// List notification sets, newest first.
+    List {
+        /// Only sets in this state: created, delivered, delivery_failed, dead_letter, deleted.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print a set's entries (and its delivery attempts).
+    Show {
+        /// Notification set id.
+        id: String,
+        /// Show at most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Acknowledge (delete) a set: ends its delivery, as Clair's DELETE does.
+    Ack {
+        /// Notification set id.
+        id: String,
+    },
+}

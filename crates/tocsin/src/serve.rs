@@ -1,0 +1,169 @@
+//! `tocsin serve`: composes the store, the engine, the HTTP API, the update processor, the
+//! delivery worker and garbage collection, and stops them together.
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tocsin_engine::Engine;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// A running service.
+pub struct Service {
+    stop: CancellationToken,
+    tasks: JoinSet<Result<()>>,
+}
+
+impl Service {
+    /// Asks every task to stop and waits for them.
+    pub async fn stop(mut self) -> Result<()> {
+        self.stop.cancel();
+        let mut first_err = None;
+        while let Some(r) = self.tasks.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "task failed");
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(anyhow::anyhow!("task panicked: {e}"));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Waits until a task ends on its own (an error) or `shutdown` resolves, then stops.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::select! {
+            _ = shutdown => tracing::info!("shutting down"),
+            Some(r) = self.tasks.join_next() => {
+                self.stop.cancel();
+                match r {
+                    Ok(Ok(())) => tracing::warn!("a task ended unexpectedly"),
+                    Ok(Err(e)) => { self.drain().await; return Err(e) }
+                    Err(e) => { self.drain().await; return Err(anyhow::anyhow!("task panicked: {e}")) }
+                }
+            }
+        }
+        self.stop().await
+    }
+
+    async fn drain(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Sleeps `d`, or returns false early when asked to stop.
+async fn pause(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.cancelled() => false,
+    }
+}
+
+/// Starts everything on `listener`.
+pub async fn start(
+    cfg: &Config,
+    listener: tokio::net::TcpListener,
+    metrics: Option<tocsin_api::MetricsRenderer>,
+) -> Result<Service> {
+    let store = crate::open_store(cfg)?;
+    let engine = Arc::new(
+        Engine::open(store.clone(), crate::engine_config(cfg))
+            .await
+            .context("building the indexes")?,
+    );
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    // HTTP API.
+    let state = tocsin_api::AppState {
+        engine: Arc::clone(&engine),
+        auth: crate::token_verifier(cfg),
+        metrics,
+        max_body: usize::try_from(cfg.tocsin.max_body_size).unwrap_or(usize::MAX),
+    };
+    let token = stop.clone();
+    tasks.spawn(async move {
+        tocsin_api::serve(listener, state, async move { token.cancelled().await })
+            .await
+            .context("HTTP server")
+    });
+
+    // Update processing: at start, on every interval, and in test mode one set per poll.
+    let (e, token) = (Arc::clone(&engine), stop.clone());
+    let interval = cfg.tocsin.process_interval;
+    let test_mode = cfg.test_mode.then_some(cfg.notifier.poll_interval);
+    tasks.spawn(async move {
+        let mut next_test = tokio::time::Instant::now();
+        loop {
+            if let Err(err) = e.process_pending().await {
+                tracing::error!(error = %err, "processing update operations failed; will retry");
+            }
+            if let Some(every) = test_mode {
+                if tokio::time::Instant::now() >= next_test {
+                    match e.create_test_set().await {
+                        Ok(id) => tracing::info!(%id, "test mode: notification set created"),
+                        Err(err) => {
+                            tracing::error!(error = %err, "test mode: creating a set failed")
+                        }
+                    }
+                    next_test = tokio::time::Instant::now() + every;
+                }
+            }
+            if !pause(&token, interval).await {
+                return Ok(());
+            }
+        }
+    });
+
+    // Delivery.
+    if let Some(deliverer) = crate::deliverer(cfg).await? {
+        let (st, token) = (store.clone(), stop.clone());
+        let wake = engine.sets_created();
+        let (policy, opts) = crate::delivery_settings(cfg);
+        tasks.spawn(async move {
+            tocsin_deliver::worker::run(st, deliverer, policy, opts, wake, token)
+                .await
+                .context("delivery worker")
+        });
+    }
+
+    // Garbage collection.
+    let (st, token) = (store, stop.clone());
+    let (every, retention) = (cfg.tocsin.gc_interval, cfg.tocsin.retention);
+    tasks.spawn(async move {
+        loop {
+            match st
+                .collect_garbage(time::OffsetDateTime::now_utc(), retention)
+                .await
+            {
+                Ok(s) if s.sets > 0 || s.vulnerabilities > 0 => {
+                    tracing::info!(
+                        sets = s.sets,
+                        vulnerabilities = s.vulnerabilities,
+                        "garbage collected"
+                    )
+                }
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "garbage collection failed; will retry"),
+            }
+            if !pause(&token, every).await {
+                return Ok(());
+            }
+        }
+    });
+
+    tracing::info!(%addr, "tocsin serving");
+    Ok(Service { stop, tasks })
+}
