@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, then every test of the workspace.
+# Tests read real data from ../shared/data (next to this repository).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d ../shared/data ] && [ -z "${TOCSIN_SHARED_DATA:-}" ]; then
+  echo "warning: ../shared/data not found: data-driven tests will skip" >&2
+fi
+
+# Services: the embedded store needs none. (Brokers and PostgreSQL are started here once the
+# channels and the PostgreSQL store that need them exist.)
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+ensure_services
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+echo "== doc tests"
+cargo test --workspace --locked --doc
