@@ -89,6 +89,19 @@ pub struct ManifestSummary {
     pub updated_at: OffsetDateTime,
 }
 
+/// One entry of the manifest change feed: the manifest's latest change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestChange {
+    /// Position in the feed; strictly increasing in commit order.
+    pub seq: u64,
+    /// The manifest's id.
+    pub id: ManifestId,
+    /// Its digest.
+    pub digest: Digest,
+    /// Whether the change removed it (else it was created or replaced).
+    pub deleted: bool,
+}
+
 /// What [`Store::import_snapshot`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImportOutcome {
