@@ -27,6 +27,10 @@
 //! - **Schema migrations** are an ordered list applied at open, each in its own transaction with
 //!   its `schema_migrations` row; re-opening is a no-op, a newer schema is refused.
 //!
+//! - **The manifest change feed** is a table with one row per manifest id, rewritten under a
+//!   fresh AUTOINCREMENT `seq` in the same transaction as the put or delete it records; the
+//!   schema migration that added it seeded it with the manifests already stored.
+//!
 //! Beyond the trait's documentation, this store (and the conformance suite) pins down: times are
 //! kept to the nanosecond as Unix nanoseconds (years 1678–2261, else `Invalid`);
 //! `operation_vulnerabilities` returns ids sorted and refuses an unknown operation;
@@ -55,9 +59,9 @@ use tocsin_model::notification::{Notification, ReceiptStatus};
 use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::Digest;
 use tocsin_store::{
-    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, ManifestId, ManifestSummary,
-    NewNotificationSet, NotificationSetInfo, ProcessedUpdate, PutOutcome, Result, Store,
-    StoreError, UpdaterInfo,
+    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, ManifestChange, ManifestId,
+    ManifestSummary, NewNotificationSet, NotificationSetInfo, ProcessedUpdate, PutOutcome, Result,
+    Store, StoreError, UpdaterInfo,
 };
 use uuid::Uuid;
 
@@ -247,6 +251,20 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(ManifestId, Manifest)>> {
         self.blocking("manifests_by_id", move |db| {
             db.with_reader(|c| manifests::by_id(c, after, limit))
+        })
+        .await
+    }
+
+    async fn manifest_changes(&self, after: u64, limit: usize) -> Result<Vec<ManifestChange>> {
+        self.blocking("manifest_changes", move |db| {
+            db.with_reader(|c| manifests::changes(c, after, limit))
+        })
+        .await
+    }
+
+    async fn manifest_change_head(&self) -> Result<u64> {
+        self.blocking("manifest_change_head", |db| {
+            db.with_reader(manifests::change_head)
         })
         .await
     }

@@ -1,11 +1,17 @@
 //! Manifests: one row per digest, with an AUTOINCREMENT id that is never reused (the matching
 //! index keys roaring bitmaps by it, so a reused id would silently attach old postings to a new
 //! image).
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+//!
+//! Every put that creates or replaces a manifest, and every delete, also rewrites that id's row in
+//! `manifest_change` inside the same transaction, so the change feed can never miss or invent a
+//! change. The feed row is deleted and inserted again rather than updated: its `seq` is an
+//! AUTOINCREMENT rowid, which is how SQLite hands out a number larger than any ever used, even
+//! after rows were removed, and the single writer makes that order the commit order.
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use time::OffsetDateTime;
 use tocsin_model::inventory::{InventoryFormat, Manifest};
 use tocsin_model::Digest;
-use tocsin_store::{ManifestId, ManifestSummary, PutOutcome, StoreError};
+use tocsin_store::{ManifestChange, ManifestId, ManifestSummary, PutOutcome, StoreError};
 
 use crate::convert::{corrupt_json, from_nanos, to_i64, to_nanos, to_u64, Result, SqlContext};
 
@@ -89,9 +95,21 @@ pub(crate) fn put(
         ))
     })?;
     if outcome != PutOutcome::Unchanged {
+        record_change(&tx, id, &m.digest, false)?;
         tx.commit().ctx("put_manifest: commit")?;
     }
     Ok((id, outcome))
+}
+
+/// Makes `(id, digest, deleted)` the manifest's latest change, at a new end of the feed.
+fn record_change(tx: &Transaction<'_>, id: ManifestId, digest: &str, deleted: bool) -> Result<()> {
+    tx.prepare_cached("DELETE FROM manifest_change WHERE id = ?1")
+        .and_then(|mut st| st.execute([id]))
+        .with_ctx(|| format!("manifest change feed: dropping the older change of id {id}"))?;
+    tx.prepare_cached("INSERT INTO manifest_change (id, digest, deleted) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| st.execute(params![id, digest, deleted]))
+        .with_ctx(|| format!("manifest change feed: recording id {id} ({digest})"))?;
+    Ok(())
 }
 
 fn decode(
@@ -139,10 +157,77 @@ pub(crate) fn get(conn: &Connection, digest: &Digest) -> Result<Option<Manifest>
 }
 
 pub(crate) fn delete(conn: &mut Connection, digest: &Digest) -> Result<bool> {
-    let n = conn
-        .execute("DELETE FROM manifest WHERE digest = ?1", [digest.as_str()])
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("delete_manifest: begin")?;
+    let id: Option<i64> = tx
+        .query_row(
+            "DELETE FROM manifest WHERE digest = ?1 RETURNING id",
+            [digest.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
         .with_ctx(|| format!("delete_manifest {digest}"))?;
-    Ok(n > 0)
+    let Some(id) = id else {
+        // Nothing was deleted, so there is no change to record; dropping `tx` ends it.
+        return Ok(false);
+    };
+    let id = ManifestId::try_from(id).map_err(|_| {
+        StoreError::Corrupt(format!("manifest row id {id} ({digest}): id out of range"))
+    })?;
+    record_change(&tx, id, digest.as_str(), true)?;
+    tx.commit()
+        .with_ctx(|| format!("delete_manifest {digest}: commit"))?;
+    Ok(true)
+}
+
+pub(crate) fn changes(conn: &Connection, after: u64, limit: usize) -> Result<Vec<ManifestChange>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT seq, id, digest, deleted FROM manifest_change
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .ctx("manifest_changes: prepare")?;
+    // Positions past i64::MAX cannot exist (seq is a SQLite rowid): clamp to "nothing follows".
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = st
+        .query_map(params![after, to_i64(limit)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })
+        .ctx("manifest_changes: query")?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .ctx("manifest_changes: reading rows")?;
+    rows.into_iter()
+        .map(|(seq, id, digest, deleted)| {
+            let what = || format!("manifest change seq {seq} (id {id}, {digest})");
+            Ok(ManifestChange {
+                seq: to_u64(seq, what)?,
+                id: ManifestId::try_from(id)
+                    .map_err(|_| StoreError::Corrupt(format!("{}: id out of range", what())))?,
+                digest: Digest::parse(&digest)
+                    .map_err(|e| StoreError::Corrupt(format!("{}: digest: {e}", what())))?,
+                deleted,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn change_head(conn: &Connection) -> Result<u64> {
+    // MAX over the rowid is a single b-tree lookup. The newest change is never removed (only a
+    // newer change of the same id replaces a row), so this is also the last number handed out.
+    let head: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM manifest_change",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("manifest_change_head")?;
+    to_u64(head, || "manifest change head".to_string())
 }
 
 pub(crate) fn list(

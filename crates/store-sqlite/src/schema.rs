@@ -27,7 +27,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 ///   set itself, so a crash can never leave a set without its delivery rows.
 /// - Children of a notification set cascade on delete so garbage collection is one statement.
 /// - Times are INTEGER Unix nanoseconds (see `convert`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE manifest (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     digest       TEXT    NOT NULL UNIQUE,
@@ -118,7 +119,24 @@ CREATE TABLE attempt (
     dead_letter INTEGER NOT NULL
 );
 CREATE INDEX attempt_by_set ON attempt(set_seq, at, seq);
-"#];
+"#,
+    // 2: the manifest change feed (see `manifests`). `seq` is the AUTOINCREMENT rowid, so it is
+    // never handed out twice even though a manifest's older row is removed when it changes again;
+    // `id` is UNIQUE because the feed keeps one (latest) change per manifest id. No foreign key to
+    // `manifest`: a delete's row must outlive the manifest. Manifests stored before this version
+    // are recorded here, in id order, so an upgraded store's feed is complete; deletes from before
+    // the upgrade are not known any more, which no reader can miss, since none followed the feed
+    // then.
+    r#"
+CREATE TABLE manifest_change (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      INTEGER NOT NULL UNIQUE,
+    digest  TEXT    NOT NULL,
+    deleted INTEGER NOT NULL CHECK (deleted IN (0, 1))
+);
+INSERT INTO manifest_change (id, digest, deleted) SELECT id, digest, 0 FROM manifest ORDER BY id;
+"#,
+];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -154,6 +172,12 @@ pub(crate) fn configure_reader(conn: &Connection) -> Result<()> {
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; a no-op on an up-to-date database.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies the migrations up to version `target` (tests build databases as older releases left
+/// them with a smaller target).
+fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -161,7 +185,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
          )",
     )
     .ctx("creating schema_migrations")?;
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
+    for (index, sql) in MIGRATIONS.iter().take(target).enumerate() {
         let version = index + 1;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -220,6 +244,80 @@ mod tests {
         migrate(&mut conn).unwrap();
         let want: Vec<i64> = (1..=crate::convert::to_i64(SCHEMA_VERSION)).collect();
         assert_eq!(versions(&conn), want);
+    }
+
+    /// Stores `m` the way version 1 did (the manifests module now also writes the feed, which a
+    /// version-1 database does not have).
+    fn insert_v1_manifest(conn: &Connection, m: &tocsin_model::inventory::Manifest) {
+        conn.execute(
+            "INSERT INTO manifest
+                 (digest, format, labels, report, content_hash, packages, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)",
+            rusqlite::params![
+                m.digest.as_str(),
+                m.format.as_str(),
+                serde_json::to_string(&m.labels).unwrap(),
+                serde_json::to_string(&m.report).unwrap(),
+                m.content_hash(),
+                crate::convert::to_i64(m.report.packages.len()),
+            ],
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn upgrading_seeds_the_manifest_feed_with_existing_manifests() {
+        use tocsin_store::conformance::{digest, manifest, t};
+        use tocsin_store::{PutOutcome, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            configure_writer(&conn).unwrap();
+            migrate_to(&mut conn, 1).unwrap();
+            for n in [3, 1, 2] {
+                insert_v1_manifest(&conn, &manifest(n));
+            }
+            // A manifest deleted before the upgrade leaves a gap in the ids (never reused).
+            conn.execute(
+                "DELETE FROM manifest WHERE digest = ?1",
+                [digest(1).as_str()],
+            )
+            .unwrap();
+            assert_eq!(versions(&conn), vec![1]);
+        }
+
+        let store = crate::SqliteStore::open(dir.path()).unwrap();
+        let feed = store.manifest_changes(0, 100).await.unwrap();
+        let shape: Vec<_> = feed
+            .iter()
+            .map(|c| (c.id, c.digest.clone(), c.deleted))
+            .collect();
+        assert_eq!(shape, vec![(1, digest(3), false), (3, digest(2), false)]);
+        assert!(feed[0].seq > 0 && feed[0].seq < feed[1].seq, "{feed:?}");
+        assert_eq!(store.manifest_change_head().await.unwrap(), feed[1].seq);
+
+        // The seeded feed continues like any other: an unchanged put writes nothing, new changes
+        // follow the seeded entries.
+        assert_eq!(
+            store.put_manifest(&manifest(3), t(0)).await.unwrap(),
+            (1, PutOutcome::Unchanged)
+        );
+        let (id, outcome) = store.put_manifest(&manifest(4), t(0)).await.unwrap();
+        assert_eq!((id, outcome), (4, PutOutcome::Created));
+        assert!(store.delete_manifest(&digest(2)).await.unwrap());
+        let after_seed = store.manifest_changes(feed[1].seq, 100).await.unwrap();
+        let shape: Vec<_> = after_seed
+            .iter()
+            .map(|c| (c.id, c.digest.clone(), c.deleted))
+            .collect();
+        assert_eq!(shape, vec![(4, digest(4), false), (3, digest(2), true)]);
+        drop(store);
+
+        // Re-opening does not seed again.
+        let store = crate::SqliteStore::open(dir.path()).unwrap();
+        let again = store.manifest_changes(0, 100).await.unwrap();
+        assert_eq!(again.len(), 3, "{again:?}");
     }
 
     #[test]

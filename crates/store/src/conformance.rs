@@ -33,6 +33,8 @@
 //!   receipt `delivered` and marks the others `deleted`;
 //! - a lease expires at exactly `now + lease_for` (a claim at that instant succeeds);
 //! - `record_attempt` on a set already deleted and collected returns `Deleted` (nothing to keep);
+//! - the manifest change feed starts above 0 (0 is "from the start" and the empty feed's head),
+//!   and `manifest_changes` after any position past the head, `u64::MAX` included, is empty;
 //! - garbage collection removes deleted sets at once, sets whose receipts were all delivered
 //!   before `now - retention`, and sets without channels created before that.
 use std::collections::BTreeMap;
@@ -53,8 +55,8 @@ use tocsin_model::{Digest, Severity};
 use uuid::Uuid;
 
 use crate::{
-    Attempt, AttemptOutcome, Backlog, DeliveryTask, ImportOutcome, NewNotificationSet,
-    ProcessedUpdate, PutOutcome, Store, StoreError,
+    Attempt, AttemptOutcome, Backlog, DeliveryTask, ImportOutcome, ManifestChange, ManifestId,
+    NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
 };
 
 /// Runs one behaviour on a fresh multi-threaded runtime (so blocking-pool backends and
@@ -115,6 +117,16 @@ macro_rules! store_conformance_suite {
             manifest_list_paging,
             manifest_ids_never_reused,
             manifests_by_id_paging,
+            manifest_feed_order,
+            manifest_feed_records_created_replaced_deleted,
+            manifest_feed_unchanged_put_writes_nothing,
+            manifest_feed_keeps_latest_change_only,
+            manifest_feed_paging,
+            manifest_feed_head,
+            manifest_feed_delete_unknown_writes_nothing,
+            manifest_feed_delete_and_reput_keeps_both_ids,
+            manifest_feed_replay_matches_manifests,
+            manifest_feed_concurrent_writers,
             import_creates_operation,
             import_identical_fingerprint_unchanged,
             import_deduplicates_vulnerabilities,
@@ -549,6 +561,304 @@ pub async fn manifests_by_id_paging(store: &dyn Store) {
 fn ids_n(d: &Digest) -> u32 {
     let hex = d.as_str().trim_start_matches("sha256:");
     u32::from_str_radix(&hex[56..], 16).unwrap_or(u32::MAX)
+}
+
+// ---- manifest change feed -------------------------------------------------------------------
+
+/// The whole feed, read in pages of `page` entries, checking each page's bounds on the way.
+async fn feed_from(store: &dyn Store, after: u64, page: usize) -> Vec<ManifestChange> {
+    let mut all = Vec::new();
+    let mut after = after;
+    loop {
+        let got = store.manifest_changes(after, page).await.unwrap();
+        assert!(got.len() <= page, "asked for {page}, got {}", got.len());
+        if got.is_empty() {
+            break;
+        }
+        if let Some(first) = got.first() {
+            assert!(first.seq > after, "entry {first:?} is not after {after}");
+        }
+        after = got.last().map_or(after, |c| c.seq);
+        all.extend(got);
+    }
+    all
+}
+
+/// `(id, digest, deleted)` of each entry, in feed order.
+fn feed_shape(feed: &[ManifestChange]) -> Vec<(ManifestId, Digest, bool)> {
+    feed.iter()
+        .map(|c| (c.id, c.digest.clone(), c.deleted))
+        .collect()
+}
+
+fn assert_strictly_increasing(feed: &[ManifestChange]) {
+    for w in feed.windows(2) {
+        assert!(
+            w[0].seq < w[1].seq,
+            "feed positions do not strictly increase: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// Puts list in commit order with strictly increasing positions, all above 0.
+pub async fn manifest_feed_order(store: &dyn Store) {
+    let mut want = Vec::new();
+    for n in [5u32, 3, 9, 1] {
+        let (id, _) = store.put_manifest(&manifest(n), t(0)).await.unwrap();
+        want.push((id, digest(n), false));
+    }
+    let feed = store.manifest_changes(0, 100).await.unwrap();
+    assert_eq!(feed_shape(&feed), want);
+    assert_strictly_increasing(&feed);
+    assert!(feed[0].seq > 0, "0 means \"from the start\": {:?}", feed[0]);
+}
+
+/// Creation, replacement and deletion are each recorded as the manifest's latest change.
+pub async fn manifest_feed_records_created_replaced_deleted(store: &dyn Store) {
+    let (a, _) = store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let (b, _) = store.put_manifest(&manifest(2), t(0)).await.unwrap();
+    let (c, _) = store.put_manifest(&manifest(3), t(0)).await.unwrap();
+    let mut changed = manifest(2);
+    changed.labels.insert("team".into(), "payments".into());
+    assert_eq!(
+        store.put_manifest(&changed, t(60)).await.unwrap(),
+        (b, PutOutcome::Replaced)
+    );
+    let feed = store.manifest_changes(0, 100).await.unwrap();
+    assert_eq!(
+        feed_shape(&feed),
+        vec![
+            (a, digest(1), false),
+            (c, digest(3), false),
+            (b, digest(2), false)
+        ]
+    );
+    assert!(store.delete_manifest(&digest(1)).await.unwrap());
+    let feed = store.manifest_changes(0, 100).await.unwrap();
+    assert_eq!(
+        feed_shape(&feed),
+        vec![
+            (c, digest(3), false),
+            (b, digest(2), false),
+            (a, digest(1), true)
+        ]
+    );
+    assert_strictly_increasing(&feed);
+}
+
+/// An unchanged put records nothing: neither a new position nor a moved entry.
+pub async fn manifest_feed_unchanged_put_writes_nothing(store: &dyn Store) {
+    store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    store.put_manifest(&manifest(2), t(0)).await.unwrap();
+    let before = store.manifest_changes(0, 100).await.unwrap();
+    let head = store.manifest_change_head().await.unwrap();
+    let (_, outcome) = store.put_manifest(&manifest(1), t(60)).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Unchanged);
+    assert_eq!(store.manifest_changes(0, 100).await.unwrap(), before);
+    assert_eq!(store.manifest_change_head().await.unwrap(), head);
+    assert!(store.manifest_changes(head, 100).await.unwrap().is_empty());
+}
+
+/// A manifest changed twice appears once, at its newer position, past everything before it.
+pub async fn manifest_feed_keeps_latest_change_only(store: &dyn Store) {
+    let (a, _) = store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let first = store.manifest_change_head().await.unwrap();
+    let (b, _) = store.put_manifest(&manifest(2), t(0)).await.unwrap();
+    let mut changed = manifest(1);
+    changed.report.packages.clear();
+    store.put_manifest(&changed, t(60)).await.unwrap();
+    let feed = store.manifest_changes(0, 100).await.unwrap();
+    assert_eq!(
+        feed_shape(&feed),
+        vec![(b, digest(2), false), (a, digest(1), false)]
+    );
+    assert!(
+        feed[1].seq > first,
+        "the newer change reuses position {first}"
+    );
+    assert_strictly_increasing(&feed);
+    // A reader that had applied the first put sees the replacement, not the untouched manifest 2
+    // twice.
+    let since_first = store.manifest_changes(first, 100).await.unwrap();
+    assert_eq!(feed_shape(&since_first), feed_shape(&feed));
+}
+
+/// Pages continue strictly after `after`, hold at most `limit` entries, and together are the feed.
+pub async fn manifest_feed_paging(store: &dyn Store) {
+    for n in 0..17u32 {
+        store.put_manifest(&manifest(n), t(0)).await.unwrap();
+    }
+    for n in [4u32, 11] {
+        assert!(store.delete_manifest(&digest(n)).await.unwrap());
+    }
+    let mut changed = manifest(7);
+    changed.labels.clear();
+    store.put_manifest(&changed, t(1)).await.unwrap();
+    let whole = store.manifest_changes(0, 1000).await.unwrap();
+    assert_eq!(whole.len(), 17);
+    assert_strictly_increasing(&whole);
+    for page in [1, 3, 5, 17, 100] {
+        assert_eq!(feed_from(store, 0, page).await, whole, "page size {page}");
+    }
+    let mid = whole[8].seq;
+    assert_eq!(feed_from(store, mid, 4).await, whole[9..].to_vec());
+    assert!(store.manifest_changes(0, 0).await.unwrap().is_empty());
+    let last = whole[16].seq;
+    assert!(store.manifest_changes(last, 10).await.unwrap().is_empty());
+    assert!(store
+        .manifest_changes(u64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// The head is 0 on an empty store and the last entry's position after every change.
+pub async fn manifest_feed_head(store: &dyn Store) {
+    assert_eq!(store.manifest_change_head().await.unwrap(), 0);
+    assert!(store.manifest_changes(0, 10).await.unwrap().is_empty());
+    async fn head_is_last(store: &dyn Store) -> u64 {
+        let head = store.manifest_change_head().await.unwrap();
+        let feed = store.manifest_changes(0, 100).await.unwrap();
+        assert_eq!(Some(head), feed.last().map(|c| c.seq), "feed {feed:?}");
+        head
+    }
+    let mut heads = Vec::new();
+    store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    heads.push(head_is_last(store).await);
+    store.put_manifest(&manifest(2), t(0)).await.unwrap();
+    heads.push(head_is_last(store).await);
+    let mut changed = manifest(1);
+    changed.labels.clear();
+    store.put_manifest(&changed, t(0)).await.unwrap();
+    heads.push(head_is_last(store).await);
+    assert!(store.delete_manifest(&digest(2)).await.unwrap());
+    heads.push(head_is_last(store).await);
+    assert!(
+        heads.windows(2).all(|w| w[0] < w[1]),
+        "the head must advance with every change: {heads:?}"
+    );
+}
+
+/// Deleting a digest that is not stored (never, or no longer) records nothing.
+pub async fn manifest_feed_delete_unknown_writes_nothing(store: &dyn Store) {
+    assert!(!store.delete_manifest(&digest(9)).await.unwrap());
+    assert_eq!(store.manifest_change_head().await.unwrap(), 0);
+    store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    assert!(store.delete_manifest(&digest(1)).await.unwrap());
+    let before = store.manifest_changes(0, 100).await.unwrap();
+    let head = store.manifest_change_head().await.unwrap();
+    assert!(!store.delete_manifest(&digest(1)).await.unwrap());
+    assert!(!store.delete_manifest(&digest(9)).await.unwrap());
+    assert_eq!(store.manifest_changes(0, 100).await.unwrap(), before);
+    assert_eq!(store.manifest_change_head().await.unwrap(), head);
+}
+
+/// A digest deleted and stored again gets a new id; the feed is keyed by id, so it keeps the old
+/// id's delete (a reader that indexed the old id must drop it) and adds the new id's creation.
+pub async fn manifest_feed_delete_and_reput_keeps_both_ids(store: &dyn Store) {
+    let (old, _) = store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let reader_at = store.manifest_change_head().await.unwrap();
+    assert!(store.delete_manifest(&digest(1)).await.unwrap());
+    let (new, outcome) = store.put_manifest(&manifest(1), t(60)).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_ne!(new, old, "ids are never reused");
+    let feed = store.manifest_changes(reader_at, 100).await.unwrap();
+    assert_eq!(
+        feed_shape(&feed),
+        vec![(old, digest(1), true), (new, digest(1), false)]
+    );
+    assert_strictly_increasing(&feed);
+    // Deleting the new id again moves only the new id's entry.
+    assert!(store.delete_manifest(&digest(1)).await.unwrap());
+    let feed = store.manifest_changes(0, 100).await.unwrap();
+    assert_eq!(
+        feed_shape(&feed),
+        vec![(old, digest(1), true), (new, digest(1), true)]
+    );
+}
+
+/// A reader that replays the feed onto what it had (nothing, or a snapshot taken at some head)
+/// ends with exactly the stored manifests, ids included.
+pub async fn manifest_feed_replay_matches_manifests(store: &dyn Store) {
+    async fn live(store: &dyn Store) -> BTreeMap<ManifestId, Digest> {
+        store
+            .manifests_by_id(None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, m)| (id, m.digest))
+            .collect()
+    }
+    fn replay(
+        mut state: BTreeMap<ManifestId, Digest>,
+        feed: &[ManifestChange],
+    ) -> BTreeMap<ManifestId, Digest> {
+        for c in feed {
+            if c.deleted {
+                state.remove(&c.id);
+            } else {
+                state.insert(c.id, c.digest.clone());
+            }
+        }
+        state
+    }
+    for n in 0..8u32 {
+        store.put_manifest(&manifest(n), t(0)).await.unwrap();
+    }
+    let snapshot_head = store.manifest_change_head().await.unwrap();
+    let snapshot = live(store).await;
+    // Deletes, re-puts, replacements and no-ops in an order that moves entries around.
+    for step in 0..24u32 {
+        let n = (step * 5) % 11;
+        match step % 4 {
+            0 => {
+                store.delete_manifest(&digest(n)).await.unwrap();
+            }
+            1 => {
+                let mut m = manifest(n);
+                m.labels.insert("step".into(), step.to_string());
+                store.put_manifest(&m, t(i64::from(step))).await.unwrap();
+            }
+            _ => {
+                store
+                    .put_manifest(&manifest(n), t(i64::from(step)))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let want = live(store).await;
+    let whole = feed_from(store, 0, 4).await;
+    assert_strictly_increasing(&whole);
+    assert_eq!(replay(BTreeMap::new(), &whole), want);
+    let since = feed_from(store, snapshot_head, 3).await;
+    assert_eq!(replay(snapshot, &since), want);
+}
+
+/// Concurrent writers never share or reorder a position: every change is in the feed once.
+pub async fn manifest_feed_concurrent_writers(store: &dyn Store) {
+    let writer = |base: u32| async move {
+        let mut ids = Vec::new();
+        for n in base..base + 10 {
+            let (id, _) = store.put_manifest(&manifest(n), t(0)).await.unwrap();
+            ids.push(id);
+        }
+        ids
+    };
+    let (a, b, c) = tokio::join!(writer(0), writer(100), writer(200));
+    let feed = feed_from(store, 0, 7).await;
+    assert_strictly_increasing(&feed);
+    let mut listed: Vec<ManifestId> = feed.iter().map(|c| c.id).collect();
+    listed.sort_unstable();
+    let mut written: Vec<ManifestId> = a.into_iter().chain(b).chain(c).collect();
+    written.sort_unstable();
+    assert_eq!(listed, written);
+    assert_eq!(
+        store.manifest_change_head().await.unwrap(),
+        feed.last().map_or(0, |c| c.seq)
+    );
 }
 
 // ---- feeds ----------------------------------------------------------------------------------

@@ -301,6 +301,20 @@ pub trait Store: Send + Sync + 'static {
         after: Option<ManifestId>,
         limit: usize,
     ) -> Result<Vec<(ManifestId, Manifest)>>;
+    /// The manifest change feed after position `after` (0 = from the start), up to `limit`
+    /// entries in `seq` order.
+    ///
+    /// The feed holds each manifest id's latest change only: a put that created or replaced a
+    /// manifest, or its delete, is recorded in the same transaction as the change itself, under a
+    /// `seq` larger than every earlier one (so a manifest changed twice appears once, at its newer
+    /// position). An unchanged put and the delete of an unknown digest record nothing. The feed is
+    /// keyed by id, and ids are never reused: a digest deleted and stored again shows both the old
+    /// id's delete and the new id's creation, so a reader that indexed the old id learns to drop
+    /// it. A reader keeps the last `seq` it applied and asks for what follows.
+    async fn manifest_changes(&self, after: u64, limit: usize) -> Result<Vec<ManifestChange>>;
+    /// The feed's newest `seq` (0 when empty): a reader that rebuilds from
+    /// [`Store::manifests_by_id`] reads this first, then follows the feed from it.
+    async fn manifest_change_head(&self) -> Result<u64>;
 
     // ---- feeds --------------------------------------------------------------------------------
 
