@@ -47,20 +47,23 @@ pub struct Candidate {
     pub slot: NameSlot,
 }
 
-/// The keys an installed package is reachable under.
-pub fn package_keys(p: &InstalledPackage) -> [Candidate; 2] {
-    [
-        Candidate {
-            ecosystem: p.ecosystem.clone(),
-            name: p.name.clone(),
-            slot: NameSlot::Binary,
-        },
-        Candidate {
+/// The keys an installed package is reachable under: its binary name, and for OS packages its
+/// source name (the binary name when none is recorded, as dpkg omits `Source:` when they are
+/// equal). Language packages have no source packages, so they get no source key.
+pub fn package_keys(p: &InstalledPackage) -> Vec<Candidate> {
+    let mut keys = vec![Candidate {
+        ecosystem: p.ecosystem.clone(),
+        name: p.name.clone(),
+        slot: NameSlot::Binary,
+    }];
+    if ecosystem::is_os_ecosystem(&p.ecosystem) || p.source_name.is_some() {
+        keys.push(Candidate {
             ecosystem: p.ecosystem.clone(),
             name: p.source_name.clone().unwrap_or_else(|| p.name.clone()),
             slot: NameSlot::Source,
-        },
-    ]
+        });
+    }
+    keys
 }
 
 /// The name slots a vulnerability's package name may occupy.

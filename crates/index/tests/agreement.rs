@@ -195,12 +195,36 @@ fn removing_a_manifest_removes_its_references() {
     );
     let e = VulnEntry::new(v.id(), v.clone());
     assert_eq!(idx.affected(&v, &e.rule).len(), 2);
-    idx.remove(7, &m);
+    assert!(idx.remove(7));
     assert_eq!(
         idx.affected(&v, &e.rule).iter().collect::<Vec<_>>(),
         vec![8]
     );
-    idx.remove(8, &m);
+    assert!(idx.remove(8));
+    assert!(!idx.remove(8));
     assert_eq!(idx.stats().postings, 0);
     assert!(!idx.contains(8));
+}
+
+#[test]
+fn adding_a_manifest_again_replaces_its_packages() {
+    let mut idx = ManifestIndex::new();
+    idx.add(1, &[pkg("npm", "lodash", None, "4.17.20")]);
+    let v = vuln(
+        "NPM-1",
+        "npm",
+        "lodash",
+        NameKind::Binary,
+        RangeKind::Semver,
+        "4.17.21",
+    );
+    let e = VulnEntry::new(v.id(), v.clone());
+    assert_eq!(idx.affected(&v, &e.rule).len(), 1);
+    idx.add(1, &[pkg("npm", "lodash", None, "4.17.21")]);
+    assert!(
+        idx.affected(&v, &e.rule).is_empty(),
+        "the fixed version replaced the old one"
+    );
+    assert_eq!(idx.stats().postings, 1, "the emptied posting was freed");
+    assert_eq!(idx.stats().references, 1);
 }
