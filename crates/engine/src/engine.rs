@@ -58,7 +58,14 @@ pub struct Processed {
 struct Manifests {
     index: ManifestIndex,
     digests: HashMap<ManifestId, Digest>,
-    ids: HashMap<Digest, ManifestId>,
+    /// Position in the store's manifest change feed up to which `index` is current.
+    seq: u64,
+}
+
+struct Vulns {
+    index: VulnIndex,
+    /// The update operation each updater's entries come from.
+    loaded: HashMap<String, String>,
 }
 
 /// The pipeline and its indexes; see the crate doc.
@@ -66,10 +73,10 @@ pub struct Engine {
     store: Arc<dyn Store>,
     cfg: EngineConfig,
     manifests: RwLock<Manifests>,
-    vulns: RwLock<VulnIndex>,
-    /// Serialises manifest writes (read-modify-write of the index) and processing passes in this
-    /// process; other processes are kept out by the store's compare-and-set.
-    manifest_writes: Mutex<()>,
+    vulns: RwLock<Vulns>,
+    /// Serialises readers of the manifest change feed, and processing passes, in this process;
+    /// other processes are kept out by the store's compare-and-set.
+    feed: Mutex<()>,
     processing: Mutex<()>,
     sets_created: Arc<Notify>,
 }
@@ -87,10 +94,12 @@ impl Engine {
     /// updater's newest vulnerabilities into the forward one.
     pub async fn open(store: Arc<dyn Store>, cfg: EngineConfig) -> Result<Self, EngineError> {
         let started = Instant::now();
+        // Read the feed position first: changes made while we load are applied again later,
+        // which is harmless (applying a change is idempotent).
         let mut manifests = Manifests {
             index: ManifestIndex::new(),
             digests: HashMap::new(),
-            ids: HashMap::new(),
+            seq: store.manifest_change_head().await?,
         };
         let mut after = None;
         loop {
@@ -99,7 +108,6 @@ impl Engine {
             after = Some(*last);
             for (id, m) in page {
                 manifests.index.add(id, &installed_packages(&m.report));
-                manifests.ids.insert(m.digest.clone(), id);
                 manifests.digests.insert(id, m.digest);
             }
         }
@@ -107,21 +115,20 @@ impl Engine {
             store,
             cfg,
             manifests: RwLock::new(manifests),
-            vulns: RwLock::new(VulnIndex::new()),
-            manifest_writes: Mutex::new(()),
+            vulns: RwLock::new(Vulns {
+                index: VulnIndex::new(),
+                loaded: HashMap::new(),
+            }),
+            feed: Mutex::new(()),
             processing: Mutex::new(()),
             sets_created: Arc::new(Notify::new()),
         };
-        for u in engine.store.updaters().await? {
-            if let Some(op) = u.latest {
-                engine.load_updater_vulns(&u.name, &op).await?;
-            }
-        }
+        engine.refresh_vulnerabilities().await?;
         let stats = engine.index_stats()?;
         tracing::info!(
             manifests = stats.manifests,
             references = stats.references,
-            vulnerabilities = engine.vulns.read().map_err(|_| lock_poisoned())?.len(),
+            vulnerabilities = engine.current_vulnerabilities()?,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "indexes built"
         );
@@ -155,30 +162,80 @@ impl Engine {
         metrics::gauge!("tocsin_index_bitmap_bytes").set(s.bitmap_bytes as f64);
     }
 
-    async fn load_updater_vulns(
-        &self,
-        updater: &str,
-        op: &UpdateOperation,
-    ) -> Result<(), EngineError> {
-        let ids = self.store.operation_vulnerabilities(op_ref(op)?).await?;
-        let vulns = self.store.vulnerabilities(&ids).await?;
-        if vulns.len() != ids.len() {
-            return Err(EngineError::Inconsistent(format!(
-                "update operation {} of {updater} references {} vulnerabilities but {} are stored",
-                op.reference,
-                ids.len(),
-                vulns.len()
-            )));
+    /// Makes every updater's newest update operation the one vulnerability reports use,
+    /// whichever process imported it.
+    pub async fn refresh_vulnerabilities(&self) -> Result<(), EngineError> {
+        for u in self.store.updaters().await? {
+            let Some(op) = u.latest else { continue };
+            let current = self
+                .vulns
+                .read()
+                .map_err(|_| lock_poisoned())?
+                .loaded
+                .get(&u.name)
+                .is_some_and(|r| *r == op.reference);
+            if current {
+                continue;
+            }
+            let ids = self.store.operation_vulnerabilities(op_ref(&op)?).await?;
+            let vulns = self.store.vulnerabilities(&ids).await?;
+            if vulns.len() != ids.len() {
+                return Err(EngineError::Inconsistent(format!(
+                    "update operation {} of {} references {} vulnerabilities but {} are stored",
+                    op.reference,
+                    u.name,
+                    ids.len(),
+                    vulns.len()
+                )));
+            }
+            let entries = vulns
+                .into_iter()
+                .map(|(id, v)| VulnEntry::new(id, v))
+                .collect();
+            let mut g = self.vulns.write().map_err(|_| lock_poisoned())?;
+            g.index.set_updater(&u.name, entries);
+            g.loaded.insert(u.name.clone(), op.reference.clone());
         }
-        let entries = vulns
-            .into_iter()
-            .map(|(id, v)| VulnEntry::new(id, v))
-            .collect();
-        self.vulns
-            .write()
-            .map_err(|_| lock_poisoned())?
-            .set_updater(updater, entries);
         Ok(())
+    }
+
+    /// Applies the store's manifest change feed to the reverse index: manifests created,
+    /// replaced or deleted by this process or any other. Returns how many changes were applied.
+    pub async fn refresh_manifests(&self) -> Result<usize, EngineError> {
+        let _f = self.feed.lock().await;
+        let mut applied = 0;
+        loop {
+            let seq = self.manifests.read().map_err(|_| lock_poisoned())?.seq;
+            let changes = self.store.manifest_changes(seq, 500).await?;
+            if changes.is_empty() {
+                break;
+            }
+            let mut loaded = Vec::with_capacity(changes.len());
+            for c in changes {
+                let m = match c.deleted {
+                    true => None,
+                    // Gone again already: its delete follows later in the feed.
+                    false => self.store.get_manifest(&c.digest).await?,
+                };
+                loaded.push((c, m));
+            }
+            let mut g = self.manifests.write().map_err(|_| lock_poisoned())?;
+            for (c, m) in loaded {
+                g.index.remove(c.id);
+                g.digests.remove(&c.id);
+                if let Some(m) = m {
+                    g.index.add(c.id, &installed_packages(&m.report));
+                    g.digests.insert(c.id, m.digest);
+                }
+                g.seq = c.seq;
+                applied += 1;
+            }
+        }
+        if applied > 0 {
+            let stats = self.index_stats()?;
+            self.publish_index_metrics(&stats);
+        }
+        Ok(applied)
     }
 
     // ---- manifests ----------------------------------------------------------------------------
@@ -188,21 +245,9 @@ impl Engine {
         &self,
         m: &Manifest,
     ) -> Result<(ManifestId, PutOutcome), EngineError> {
-        let _w = self.manifest_writes.lock().await;
-        let old = self.store.get_manifest(&m.digest).await?;
         let (id, outcome) = self.store.put_manifest(m, now()).await?;
         if outcome != PutOutcome::Unchanged {
-            let new_pkgs = installed_packages(&m.report);
-            let mut g = self.manifests.write().map_err(|_| lock_poisoned())?;
-            if let Some(old) = old {
-                g.index.remove(id, &installed_packages(&old.report));
-            }
-            g.index.add(id, &new_pkgs);
-            g.digests.insert(id, m.digest.clone());
-            g.ids.insert(m.digest.clone(), id);
-            let stats = g.index.stats();
-            drop(g);
-            self.publish_index_metrics(&stats);
+            self.refresh_manifests().await?;
         }
         metrics::counter!("tocsin_manifests_put_total", "outcome" => outcome_name(outcome))
             .increment(1);
@@ -211,15 +256,9 @@ impl Engine {
 
     /// Removes a manifest from the store and the index; false when it was not there.
     pub async fn delete_manifest(&self, digest: &Digest) -> Result<bool, EngineError> {
-        let _w = self.manifest_writes.lock().await;
-        let Some(old) = self.store.get_manifest(digest).await? else {
-            return Ok(false);
-        };
         let deleted = self.store.delete_manifest(digest).await?;
-        let mut g = self.manifests.write().map_err(|_| lock_poisoned())?;
-        if let Some(id) = g.ids.remove(digest) {
-            g.index.remove(id, &installed_packages(&old.report));
-            g.digests.remove(&id);
+        if deleted {
+            self.refresh_manifests().await?;
         }
         Ok(deleted)
     }
@@ -233,6 +272,7 @@ impl Engine {
         let Some(m) = self.store.get_manifest(digest).await? else {
             return Ok(None);
         };
+        self.refresh_vulnerabilities().await?;
         let vulns = self.vulns.read().map_err(|_| lock_poisoned())?;
         let mut report = VulnerabilityReport {
             manifest_hash: m.digest.to_string(),
@@ -243,7 +283,7 @@ impl Engine {
             ..Default::default()
         };
         for p in installed_packages(&m.report) {
-            let hits = vulns.matching(&p);
+            let hits = vulns.index.matching(&p);
             if hits.is_empty() {
                 continue;
             }
@@ -264,15 +304,18 @@ impl Engine {
         }
         // Most severe first across ecosystems too.
         for list in report.package_vulnerabilities.values_mut() {
+            // Most severe first; equal severities by advisory name, then id, for a stable order.
+            let key = |id: &String| {
+                let v = report.vulnerabilities.get(id);
+                (
+                    v.map(|v| v.normalized_severity).unwrap_or_default(),
+                    v.map(|v| v.name.clone()).unwrap_or_default(),
+                )
+            };
             list.sort_by(|a, b| {
-                let sev = |id: &String| {
-                    report
-                        .vulnerabilities
-                        .get(id)
-                        .map(|v| v.normalized_severity)
-                        .unwrap_or_default()
-                };
-                sev(b).cmp(&sev(a)).then_with(|| a.cmp(b))
+                let (sa, na) = key(a);
+                let (sb, nb) = key(b);
+                sb.cmp(&sa).then_with(|| na.cmp(&nb)).then_with(|| a.cmp(b))
             });
         }
         Ok(Some(report))
@@ -304,10 +347,10 @@ impl Engine {
                 .iter()
                 .map(|v| VulnEntry::new(v.id(), v.clone()))
                 .collect();
-            self.vulns
-                .write()
-                .map_err(|_| lock_poisoned())?
-                .set_updater(updater, entries);
+            let mut g = self.vulns.write().map_err(|_| lock_poisoned())?;
+            g.index.set_updater(updater, entries);
+            g.loaded.insert(updater.to_string(), op.reference.clone());
+            drop(g);
             tracing::info!(updater, operation = %op.reference, vulnerabilities = vulns.len(), "update operation created");
         }
         let label = match outcome {
@@ -324,6 +367,8 @@ impl Engine {
     /// A processor that loses the compare-and-set to another process skips that operation.
     pub async fn process_pending(&self) -> Result<Vec<Processed>, EngineError> {
         let _p = self.processing.lock().await;
+        // Another process (or the CLI) may have changed manifests since we last looked.
+        self.refresh_manifests().await?;
         let mut done = Vec::new();
         for u in self.store.updaters().await? {
             let ops = self.store.update_operations(&u.name).await?;
@@ -484,7 +529,7 @@ impl Engine {
 
     /// Per-updater vulnerability counts currently used for reports.
     pub fn current_vulnerabilities(&self) -> Result<usize, EngineError> {
-        Ok(self.vulns.read().map_err(|_| lock_poisoned())?.len())
+        Ok(self.vulns.read().map_err(|_| lock_poisoned())?.index.len())
     }
 }
 

@@ -130,7 +130,7 @@ pub fn os_ecosystem(did: &str, version_id: &str, codename: &str) -> Option<Strin
     }
 }
 
-/// The OS ecosystem names that use each version scheme's package kind, for purl `distro` guesses.
+/// Whether an ecosystem name is an OS release (`Debian:10`) rather than a language registry (`Go`).
 pub fn is_os_ecosystem(ecosystem: &str) -> bool {
     ecosystem.contains(':')
 }
