@@ -21,9 +21,9 @@ pub mod v4;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tocsin_engine::Engine;
@@ -83,6 +83,10 @@ pub fn app(state: AppState) -> Router {
         .merge(guarded)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .fallback(ops::not_found)
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            clair_error_bodies,
+        ))
         .layer(DefaultBodyLimit::max(state.max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -103,6 +107,46 @@ async fn require_auth(
         verify(token.trim()).map_err(ApiError::Unauthorized)?;
     }
     Ok(next.run(req).await)
+}
+
+/// Extractor rejections (a malformed query string, a body over the limit, an undecodable path)
+/// are answered by axum in plain text before any handler runs; this rewrites every error that is
+/// not already JSON into Clair's `{"code","message"}` body, keeping the status, so that clients
+/// see one error shape on every path.
+async fn clair_error_bodies(State(state): State<AppState>, resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    // Rejection texts are one line; the cap only guards against an unexpected large body.
+    let text = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let text = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let err = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+            "request body exceeds the limit of {} bytes",
+            state.max_body
+        )),
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized(text),
+        StatusCode::NOT_FOUND => ApiError::NotFound(text),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(text),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(text),
+        s if s.is_server_error() => ApiError::Internal(text),
+        _ => ApiError::BadRequest(text),
+    };
+    let mut out = err.into_response();
+    *out.status_mut() = status;
+    out
 }
 
 /// Serves the app on a bound listener until `shutdown` resolves.

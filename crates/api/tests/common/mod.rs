@@ -1,0 +1,217 @@
+//! Helpers shared by the HTTP-level tests: the shared data folder, an app over a fresh embedded
+//! store, and one-call requests that return status, headers and body.
+//!
+//! Requests go through `tower::ServiceExt::oneshot` on the router itself rather than a socket:
+//! the router is the whole application (middleware, fallbacks and body limits included), so this
+//! exercises exactly what a listener would serve, without port allocation or client timeouts.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use tempfile::TempDir;
+use tocsin_api::{AppState, MetricsRenderer, TokenVerifier};
+use tocsin_engine::{Engine, EngineConfig};
+use tocsin_store::Store;
+use tower::ServiceExt;
+
+/// Largest request body the test apps accept (real snapshots are under 0.5 MiB).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// The shared data folder, or `None` (with a message) when it is absent.
+pub fn data() -> Option<PathBuf> {
+    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    if dir.join("inventories").is_dir() && dir.join("updates").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipping: shared data not found at {} (set TOCSIN_SHARED_DATA)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// An app over its own store; the temporary directory lives as long as the app.
+pub struct TestApp {
+    /// The router under test.
+    pub router: Router,
+    /// The engine behind it, for setting up state the HTTP API does not create.
+    pub engine: Arc<Engine>,
+    _dir: TempDir,
+}
+
+/// Options of [`TestApp::with`].
+#[derive(Default)]
+pub struct Options {
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Bearer-token verification.
+    pub auth: Option<TokenVerifier>,
+    /// Prometheus rendering.
+    pub metrics: Option<MetricsRenderer>,
+}
+
+impl TestApp {
+    /// An app with default settings and no auth.
+    pub async fn new() -> TestApp {
+        TestApp::with(Options::default()).await
+    }
+
+    /// An app with the given settings.
+    pub async fn with(o: Options) -> TestApp {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store: Arc<dyn Store> =
+            Arc::new(tocsin_store_sqlite::SqliteStore::open(dir.path()).expect("open store"));
+        let engine = Arc::new(Engine::open(store, o.engine).await.expect("open engine"));
+        let router = tocsin_api::app(AppState {
+            engine: Arc::clone(&engine),
+            auth: o.auth,
+            metrics: o.metrics,
+            max_body: MAX_BODY,
+        });
+        TestApp {
+            router,
+            engine,
+            _dir: dir,
+        }
+    }
+
+    /// Sends one request.
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("the router is infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("response body");
+        Reply {
+            status,
+            headers,
+            body: body.to_vec(),
+        }
+    }
+
+    /// `method uri` with no body and no extra headers.
+    pub async fn call(&self, method: Method, uri: &str) -> Reply {
+        self.send(req(method, uri).body(Body::empty()).expect("request"))
+            .await
+    }
+
+    /// `GET uri`.
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.call(Method::GET, uri).await
+    }
+
+    /// `PUT uri` with a body.
+    pub async fn put(&self, uri: &str, body: impl Into<Body>) -> Reply {
+        self.send(req(Method::PUT, uri).body(body.into()).expect("request"))
+            .await
+    }
+}
+
+/// A request builder.
+pub fn req(method: Method, uri: &str) -> axum::http::request::Builder {
+    Request::builder().method(method).uri(uri)
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The Content-Type header, or "".
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The body as JSON; panics with the body text when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode) -> serde_json::Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        self.json()
+    }
+
+    /// Asserts a Clair error body: this status, this code, `application/json`, and a message.
+    #[track_caller]
+    pub fn expect_error(&self, status: StatusCode, code: &str) -> String {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        assert_eq!(self.content_type(), "application/json", "{}", self.text());
+        let v = self.json();
+        assert_eq!(v["code"], code, "{v}");
+        let obj = v.as_object().expect("error body is an object");
+        assert_eq!(obj.len(), 2, "only code and message: {v}");
+        let message = v["message"].as_str().expect("message is a string");
+        assert!(!message.is_empty(), "{v}");
+        message.to_string()
+    }
+}
+
+/// Snapshot files of an update sequence, oldest first.
+pub fn snapshots(data: &Path, feed: &str) -> Vec<PathBuf> {
+    let dir = data.join("updates").join(feed);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Reads a file, naming it on failure.
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A claircore IndexReport file re-keyed under another digest (the same real inventory as if it
+/// were another image), as JSON bytes.
+pub fn rekeyed_index_report(bytes: &[u8], digest: &str) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).expect("IndexReport JSON");
+    v["manifest_hash"] = serde_json::Value::String(digest.to_string());
+    serde_json::to_vec(&v).expect("serialise")
+}
+
+/// A distinct, valid sha256 digest for index `i`.
+pub fn digest_n(i: u64) -> String {
+    format!("sha256:{:064x}", 0xd1_0000_0000u64 + i)
+}
+
+/// The jackson-databind buster IndexReport (old package versions, many Debian advisories).
+pub const JACKSON: &str = "inventories/clair/indexreport-buster-jackson-databind.json";
