@@ -35,7 +35,11 @@ async fn manifests_changed_by_another_process_are_notified() {
     let processed = import(&server, "osv/debian", &snaps[0]).await;
     let set = processed[0].set.expect("the buster image is affected");
     let got = entries(server.store().as_ref(), set).await;
-    assert_eq!(got.len(), 20, "every advisory affecting the image is notified");
+    assert_eq!(
+        got.len(),
+        20,
+        "every advisory affecting the image is notified"
+    );
     assert!(got.iter().all(|e| e.0 == jackson));
 
     // Removed through the other engine: the next update must not mention it.
