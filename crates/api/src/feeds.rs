@@ -59,11 +59,19 @@ pub async fn put_updater_path(
         .engine
         .import(&name, &snapshot.fingerprint, &snapshot.vulnerabilities)
         .await?;
-    let processed = state.engine.process_pending().await?;
+    let mut processed = state.engine.process_pending().await?;
     let (status, label, op) = match outcome {
         ImportOutcome::Created(op) => (StatusCode::CREATED, "created", op),
         ImportOutcome::Unchanged(op) => (StatusCode::OK, "unchanged", op),
     };
+    // The background processor may have taken the new operation while we waited for the lock.
+    if status == StatusCode::CREATED {
+        if let Ok(id) = uuid::Uuid::parse_str(&op.reference) {
+            if !processed.iter().any(|p| p.operation == id) {
+                processed.extend(state.engine.processed(id));
+            }
+        }
+    }
     let processed: Vec<_> = processed
         .into_iter()
         .map(|p| {

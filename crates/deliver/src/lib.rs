@@ -70,13 +70,12 @@ pub enum DeliverError {
     #[error(transparent)]
     Jwt(#[from] JwtError),
     /// The HTTP client could not be built (TLS backend initialisation).
-    #[error("building the HTTP client for channel {channel:?}: {source}")]
+    #[error("building the HTTP client for channel {channel:?}: {error}")]
     HttpClient {
         /// The channel name.
         channel: String,
         /// The cause.
-        #[source]
-        source: reqwest::Error,
+        error: reqwest::Error,
     },
     /// The store failed.
     #[error("store: {0}")]

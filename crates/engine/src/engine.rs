@@ -79,7 +79,13 @@ pub struct Engine {
     feed: Mutex<()>,
     processing: Mutex<()>,
     sets_created: Arc<Notify>,
+    /// What recent passes processed, so a caller whose operation was processed by another pass
+    /// of this process (the background loop) can still learn its result.
+    recent: std::sync::Mutex<std::collections::VecDeque<Processed>>,
 }
+
+/// How many results [`Engine::processed`] remembers.
+const RECENT: usize = 1024;
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -122,6 +128,7 @@ impl Engine {
             feed: Mutex::new(()),
             processing: Mutex::new(()),
             sets_created: Arc::new(Notify::new()),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
         };
         engine.refresh_vulnerabilities().await?;
         let stats = engine.index_stats()?;
@@ -391,6 +398,12 @@ impl Engine {
                 match self.process_one(&u.name, prev, op_ref(op)?).await {
                     Ok(p) => {
                         prev = Some(p.operation);
+                        if let Ok(mut r) = self.recent.lock() {
+                            if r.len() == RECENT {
+                                r.pop_front();
+                            }
+                            r.push_back(p.clone());
+                        }
                         done.push(p);
                     }
                     Err(EngineError::Store(StoreError::Conflict(why))) => {
@@ -491,6 +504,12 @@ impl Engine {
             "update operation processed"
         );
         Ok(processed)
+    }
+
+    /// The result of processing `operation`, when this process processed it recently.
+    pub fn processed(&self, operation: Uuid) -> Option<Processed> {
+        let r = self.recent.lock().ok()?;
+        r.iter().rev().find(|p| p.operation == operation).cloned()
     }
 
     /// Clair's test mode: one set for updater `test-updater` with one `added` entry for

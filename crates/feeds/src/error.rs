@@ -5,12 +5,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
     /// The file or directory could not be read.
-    #[error("{}: {source}", path.display())]
+    // The I/O error is part of the message, not a `source`: error chains would print it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         /// What was being read.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The archive itself (gzip, tar or zip framing) is corrupt or unreadable.
     #[error("{archive}: {message}")]

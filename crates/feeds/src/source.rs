@@ -125,9 +125,9 @@ impl SnapshotFormat {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FeedError + '_ {
-    move |source| FeedError::Io {
+    move |error| FeedError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -65,7 +65,7 @@ pub enum InventoryError {
     },
 
     /// A package URL could not be parsed.
-    #[error("{}: `{at}`: malformed package URL {purl:?}: {source}", format_name(*format))]
+    #[error("{}: `{at}`: malformed package URL {purl:?}: {error}", format_name(*format))]
     BadPurl {
         /// The format being read.
         format: InventoryFormat,
@@ -74,7 +74,7 @@ pub enum InventoryError {
         /// The purl text.
         purl: String,
         /// What is wrong with it.
-        source: PurlError,
+        error: PurlError,
     },
 
     /// The format carries no manifest digest and the caller gave none.
@@ -88,14 +88,14 @@ pub enum InventoryError {
     },
 
     /// A digest (the IndexReport's `manifest_hash`) is not a valid digest.
-    #[error("{}: `{at}`: {source}", format_name(*format))]
+    #[error("{}: `{at}`: {error}", format_name(*format))]
     BadDigest {
         /// The format being read.
         format: InventoryFormat,
         /// Where the digest stands.
         at: String,
         /// Why it is invalid.
-        source: DigestError,
+        error: DigestError,
     },
 
     /// The IndexReport names a different manifest than the caller said it was for.

@@ -21,10 +21,10 @@ pub(crate) fn parse(
             .ok_or(InventoryError::MissingDigest { format: F })?
     } else {
         let own =
-            Digest::parse(&report.manifest_hash).map_err(|source| InventoryError::BadDigest {
+            Digest::parse(&report.manifest_hash).map_err(|error| InventoryError::BadDigest {
                 format: F,
                 at: "manifest_hash".into(),
-                source,
+                error,
             })?;
         if let Some(g) = given {
             if *g != own {

@@ -170,11 +170,11 @@ fn add_purl(
     fallback_version: Option<&str>,
     distribution: Option<&Distribution>,
 ) -> Result<(), InventoryError> {
-    let bad = |source| InventoryError::BadPurl {
+    let bad = |error| InventoryError::BadPurl {
         format,
         at: at.to_string(),
         purl: text.to_string(),
-        source,
+        error,
     };
     let purl = Purl::parse(text).map_err(bad)?;
     match convert(&purl, fallback_version, distribution, at.to_string()).map_err(bad)? {

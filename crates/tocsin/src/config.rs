@@ -126,9 +126,9 @@ impl Config {
                 }
             }),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    error,
                 })?;
                 Self::from_yaml(&text, &path.display().to_string(), env)
             }
@@ -177,13 +177,12 @@ pub fn test_mode_from_env(env: &dyn Fn(&str) -> Option<String>) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration file {}: {source}", path.display())]
+    #[error("cannot read configuration file {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid YAML, has an unknown key, or a value of the wrong form.
     #[error("{origin}: {message}")]

@@ -74,6 +74,8 @@ pub async fn start(
     listener: tokio::net::TcpListener,
     metrics: Option<tocsin_api::MetricsRenderer>,
 ) -> Result<Service> {
+    // A channel that cannot be built fails the start before anything is created or migrated.
+    let deliverer = crate::deliverer(cfg).await?;
     let store = crate::open_store(cfg)?;
     let engine = Arc::new(
         Engine::open(store.clone(), crate::engine_config(cfg))
@@ -128,7 +130,7 @@ pub async fn start(
     });
 
     // Delivery.
-    if let Some(deliverer) = crate::deliverer(cfg).await? {
+    if let Some(deliverer) = deliverer {
         let (st, token) = (store.clone(), stop.clone());
         let wake = engine.sets_created();
         let (policy, opts) = crate::delivery_settings(cfg);

@@ -47,12 +47,12 @@ pub enum RuleError {
         op: String,
     },
     /// The `pattern match` architecture is not a valid regular expression.
-    #[error("arch pattern {pattern:?} is not a valid regular expression: {source}")]
+    #[error("arch pattern {pattern:?} is not a valid regular expression: {error}")]
     InvalidArchPattern {
         /// The pattern as given.
         pattern: String,
         /// Why it did not compile.
-        source: regex_lite::Error,
+        error: regex_lite::Error,
     },
 }
 
@@ -205,9 +205,9 @@ impl ArchCheck {
             "not equals" => Ok(ArchCheck::NotEquals(arch.to_string())),
             "pattern match" => regex_lite::Regex::new(arch)
                 .map(ArchCheck::Pattern)
-                .map_err(|source| RuleError::InvalidArchPattern {
+                .map_err(|error| RuleError::InvalidArchPattern {
                     pattern: arch.to_string(),
-                    source,
+                    error,
                 }),
             _ => Err(RuleError::UnknownArchOp { op: op.to_string() }),
         }

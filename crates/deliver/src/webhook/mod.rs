@@ -58,9 +58,9 @@ impl WebhookDeliverer {
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
             .build()
-            .map_err(|source| DeliverError::HttpClient {
+            .map_err(|error| DeliverError::HttpClient {
                 channel: cfg.channel.clone(),
-                source,
+                error,
             })?;
         let mut headers = v.headers;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
