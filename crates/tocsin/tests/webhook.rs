@@ -204,6 +204,43 @@ async fn failed_attempts_are_retried_and_recorded_until_delivered() {
     // Delivered means done: no further requests.
     tokio::time::sleep(QUIET_PERIOD).await;
     assert_eq!(s.receiver.counts().get(&id), Some(&3));
+
+    // The metrics the operator watches tell the same story.
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.server.base))
+        .send()
+        .await
+        .expect("scraping /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |series: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    for (series, want) in [
+        ("tocsin_imports_total{outcome=\"created\"}", 1.0),
+        ("tocsin_update_operations_processed_total", 1.0),
+        ("tocsin_processing_seconds_count", 1.0),
+        ("tocsin_notification_sets_created_total", 1.0),
+        (
+            "tocsin_delivery_attempts_total{channel=\"webhook\",outcome=\"failed\"}",
+            2.0,
+        ),
+        (
+            "tocsin_delivery_attempts_total{channel=\"webhook\",outcome=\"delivered\"}",
+            1.0,
+        ),
+        ("tocsin_delivery_backlog{state=\"delivered\"}", 1.0),
+        ("tocsin_delivery_backlog{state=\"created\"}", 0.0),
+        ("tocsin_index_manifests", 1.0),
+    ] {
+        assert_eq!(value(series), Some(want), "{series} in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
