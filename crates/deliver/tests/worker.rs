@@ -3,7 +3,6 @@
 //! are built from real claircore IndexReports in the shared data folder.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,22 +27,7 @@ use uuid::Uuid;
 
 // ---- real data ---------------------------------------------------------------------------------
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-        });
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data folder {} is absent (set TOCSIN_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
-}
+use tocsin_testdata::dir as shared_data;
 
 /// One entry per package of a real Debian 10 IndexReport: the manifest is the report's, the
 /// vulnerability names the package, severities cycle through the scale.

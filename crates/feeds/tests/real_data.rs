@@ -9,20 +9,7 @@ use tocsin_feeds::{read_bytes, read_path, FeedError, Progress, Snapshot};
 use tocsin_model::vuln::{Affected, Event, NameKind, RangeKind, VulnId, Vulnerability};
 use tocsin_model::Severity;
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data folder {} is absent (set TOCSIN_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
-}
+use tocsin_testdata::dir as shared_data;
 
 fn no_progress(_: Progress) {}
 

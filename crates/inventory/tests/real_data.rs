@@ -8,19 +8,7 @@ use tocsin_model::inventory::{installed_packages, InstalledPackage, InventoryFor
 use tocsin_model::Digest;
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let inv = dir.join("inventories");
-    if inv.is_dir() {
-        Some(inv)
-    } else {
-        eprintln!(
-            "skipping: shared data not found at {} (set TOCSIN_SHARED_DATA)",
-            inv.display()
-        );
-        None
-    }
+    tocsin_testdata::dir().map(|d| d.join("inventories"))
 }
 
 fn read(dir: &Path, rel: &str) -> Vec<u8> {

@@ -21,20 +21,7 @@ use tocsin_store::{ImportOutcome, NewNotificationSet, ProcessedUpdate, PutOutcom
 use tocsin_store_sqlite::{SqliteStore, DB_FILE};
 use uuid::Uuid;
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data folder {} is absent (set TOCSIN_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
-}
+use tocsin_testdata::dir as shared_data;
 
 fn now() -> OffsetDateTime {
     datetime!(2026-08-21 12:00 UTC)

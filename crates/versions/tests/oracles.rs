@@ -5,7 +5,6 @@
 //! failures of a file are reported together. One line is excluded, for the reason given in
 //! [`EXCLUDED`].
 use std::cmp::Ordering;
-use std::path::PathBuf;
 
 use tocsin_versions::Scheme;
 
@@ -21,22 +20,7 @@ const EXCLUDED: &[(&str, &str, &str)] = &[(
      total order (needed for sorting and ordered maps) and give current apk's '<'.",
 )];
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-        });
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data folder {} not found (set TOCSIN_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
-}
+use tocsin_testdata::dir as shared_data;
 
 /// Check one oracle file; returns the number of lines checked.
 fn check(scheme: Scheme, file: &str) -> usize {

@@ -3,28 +3,12 @@
 //!
 //! The records' `affected[].ranges` and `versions` are turned into the model's types by hand
 //! here (the feeds crate owns real parsing), so these tests exercise only rule evaluation.
-use std::path::PathBuf;
 
 use serde_json::Value;
 use tocsin_model::vuln::{Affected, Event, OsvRange, RangeKind};
 use tocsin_versions::{affected, CompiledRule};
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-        });
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data folder {} not found (set TOCSIN_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
-}
+use tocsin_testdata::dir as shared_data;
 
 /// One `affected[]` entry: ecosystem, package name, rule.
 struct Entry {

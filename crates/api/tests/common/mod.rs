@@ -21,21 +21,8 @@ use tower::ServiceExt;
 /// Largest request body the test apps accept (real snapshots are under 0.5 MiB).
 pub const MAX_BODY: usize = 16 << 20;
 
-/// The shared data folder, or `None` (with a message) when it is absent.
-pub fn data() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.join("inventories").is_dir() && dir.join("updates").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data not found at {} (set TOCSIN_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
-}
+#[allow(unused_imports)] // not every test binary that includes this module reads the data
+pub use tocsin_testdata::dir as data;
 
 /// An app over its own store; the temporary directory lives as long as the app.
 pub struct TestApp {

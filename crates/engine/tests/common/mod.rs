@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use tocsin_engine::{Engine, EngineConfig};
@@ -11,18 +11,7 @@ use tocsin_model::Digest;
 use tocsin_store::Store;
 use uuid::Uuid;
 
-/// `../shared/data`, or `None` (and a message) when it is absent.
-pub fn data() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOCSIN_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.join("inventories").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: shared data not found at {}", dir.display());
-        None
-    }
-}
+pub use tocsin_testdata::{dir as data, snapshots};
 
 /// A fresh engine over an embedded store in `dir`.
 pub async fn engine(dir: &Path, cfg: EngineConfig) -> Engine {
@@ -102,15 +91,4 @@ pub async fn report(engine: &Engine, d: &Digest) -> BTreeSet<(String, String)> {
             )
         })
         .collect()
-}
-
-/// Snapshot files of an update sequence, oldest first.
-pub fn snapshots(data: &Path, feed: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("updates").join(feed))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .collect();
-    v.sort();
-    v
 }

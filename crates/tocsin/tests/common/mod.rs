@@ -35,23 +35,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "NOTIFIER_TEST_MODE",
 ];
 
-/// The shared data folder, or `None` (after saying why) when it is absent, so that the calling
-/// test can skip.
-pub fn shared_data() -> Option<PathBuf> {
-    let dir = match std::env::var_os("TOCSIN_SHARED_DATA") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-    };
-    if dir.join("inventories").is_dir() && dir.join("updates").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data folder {} not found (set TOCSIN_SHARED_DATA to point at it)",
-            dir.display()
-        );
-        None
-    }
-}
+pub use tocsin_testdata::dir as shared_data;
 
 /// A loopback port that was free a moment ago. The configuration has to name the port before
 /// tocsin starts (the webhook callback URL contains it), so port 0 cannot be used.
