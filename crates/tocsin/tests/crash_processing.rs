@@ -37,16 +37,9 @@ struct Step {
 }
 
 fn snapshot(data: &Path, feed: &str, index: usize) -> PathBuf {
-    let dir = data.join("updates").join(feed);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .collect();
-    files.sort();
-    files
+    tocsin_testdata::snapshots(data, feed)
         .get(index)
-        .unwrap_or_else(|| panic!("{} has no snapshot {index}", dir.display()))
+        .unwrap_or_else(|| panic!("updates/{feed} has no snapshot {index}"))
         .clone()
 }
 

@@ -60,12 +60,9 @@ impl Setup {
             read(&data.join("inventories/cargo/tansu.Cargo.lock")),
         )
         .await;
-        let dir = data.join("updates/crates.io");
-        let first = std::fs::read_dir(&dir)
-            .expect("reading updates/crates.io")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
-            .min()
+        let first = tocsin_testdata::snapshots(data, "crates.io")
+            .into_iter()
+            .next()
             .expect("a crates.io snapshot");
         put_ok(
             &self.http,
