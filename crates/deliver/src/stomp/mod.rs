@@ -381,7 +381,8 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         StompDeliverer::new(cfg()).unwrap();
-        let cases: [(fn(&mut StompConfig), &str); 5] = [
+        type Change = fn(&mut StompConfig);
+        let cases: [(Change, &str); 5] = [
             (|c| c.destination.clear(), "stomp.destination"),
             (|c| c.uris.clear(), "stomp.uris"),
             (|c| c.uris.push((String::new(), 1)), "stomp.uris[1]"),
