@@ -1,8 +1,47 @@
 #!/usr/bin/env bash
 # Starts the local services the test suite needs, when they are not running. Sourced by test.sh.
 
-# Nothing yet needs an external service: the embedded store is the default. Later channels and
-# stores add their services here (PostgreSQL: pg_ctlcluster …; RabbitMQ: rabbitmq-server -detached).
+# Waits up to $2 seconds for 127.0.0.1:$1 to accept connections.
+wait_for_port() {
+  local port=$1 limit=$2 i
+  for ((i = 0; i < limit * 2; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  return 1
+}
+
+# RabbitMQ for the AMQP channel (5672) and its STOMP plugin for the STOMP channel (61613).
+# Idempotent: a running broker is left alone; the plugin is enabled only when its port is closed.
+ensure_rabbitmq() {
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    if [ "${CI:-}" = "true" ] && command -v apt-get >/dev/null 2>&1; then
+      echo "== installing rabbitmq-server" >&2
+      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+    fi
+  fi
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "warning: rabbitmq-server is not installed: broker tests will skip (and fail under CI=true)" >&2
+    return 0
+  fi
+  if ! wait_for_port 5672 1; then
+    echo "== starting RabbitMQ" >&2
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    if ! wait_for_port 5672 60; then
+      echo "warning: RabbitMQ did not open 127.0.0.1:5672 within 60 s" >&2
+      return 0
+    fi
+    timeout 60 rabbitmq-diagnostics -q ping >/dev/null 2>&1 || true
+  fi
+  if ! wait_for_port 61613 1; then
+    echo "== enabling RabbitMQ's STOMP plugin" >&2
+    timeout 60 rabbitmq-plugins enable rabbitmq_stomp >/dev/null 2>&1 || true
+    wait_for_port 61613 30 || echo "warning: RabbitMQ STOMP did not open 127.0.0.1:61613 within 30 s" >&2
+  fi
+}
+
 ensure_services() {
-  :
+  ensure_rabbitmq
 }

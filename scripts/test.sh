@@ -8,8 +8,8 @@ if [ ! -d ../shared/data ] && [ -z "${TOCSIN_SHARED_DATA:-}" ]; then
   echo "warning: ../shared/data not found: data-driven tests will skip" >&2
 fi
 
-# Services: the embedded store needs none. (Brokers and PostgreSQL are started here once the
-# channels and the PostgreSQL store that need them exist.)
+# Services the tests talk to for real (RabbitMQ with its STOMP plugin …), started when they are
+# not running; see scripts/services.sh.
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
 ensure_services

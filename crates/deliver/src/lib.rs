@@ -22,8 +22,13 @@
 //!   every attempt, and emits metrics. A lost lease or a storage hiccup is logged and retried, never
 //!   fatal, because the outbox is the durable state and any pass can be repeated.
 //!
-//! Modules: [`webhook`] (Clair-compatible webhook channel), [`jwt`] (PSK signer and verifier),
-//! [`retry`] (backoff), [`worker`] (outbox driver).
+//! - **Brokers confirm, or the set is not delivered.** The AMQP and STOMP channels count a set as
+//!   delivered only once the broker has acknowledged every message of it (publisher confirms;
+//!   STOMP receipts). Both keep their broker connections between deliveries, hand each delivery a
+//!   connection or channel of its own, and fail over across the configured brokers in order.
+//!
+//! Modules: [`webhook`] (Clair-compatible webhook channel), [`amqp`] and [`stomp`] (the broker
+//! channels), [`jwt`] (PSK signer and verifier), [`retry`] (backoff), [`worker`] (outbox driver).
 #![deny(missing_docs)]
 
 use std::time::Duration;
@@ -32,13 +37,17 @@ use async_trait::async_trait;
 use tocsin_model::notification::Notification;
 use uuid::Uuid;
 
+pub mod amqp;
 pub mod jwt;
 pub mod retry;
+pub mod stomp;
 pub mod webhook;
 pub mod worker;
 
+pub use amqp::{AmqpConfig, AmqpDeliverer, AmqpExchange};
 pub use jwt::{JwtError, PskKey};
 pub use retry::{Jitter, RetryPolicy};
+pub use stomp::{StompConfig, StompDeliverer};
 pub use webhook::{WebhookConfig, WebhookDeliverer};
 pub use worker::WorkerOptions;
 
@@ -77,9 +86,163 @@ pub enum DeliverError {
         /// The cause.
         error: reqwest::Error,
     },
+    /// A TLS file (root CA, client certificate or key) could not be used.
+    #[error("{channel} TLS: {path}: {message}")]
+    Tls {
+        /// The channel kind.
+        channel: &'static str,
+        /// The file at fault.
+        path: std::path::PathBuf,
+        /// What was wrong with it.
+        message: String,
+    },
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] tocsin_store::StoreError),
+}
+
+/// What a broker channel publishes for a set (Clair's `callback` and `direct` settings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerMode {
+    /// One message per set carrying the callback JSON ([`Callback::body`]).
+    Callback(Callback),
+    /// The set's entries themselves, `rollup` per message ([`rollup_blocks`], [`direct_body`]).
+    Direct {
+        /// Entries per message; 0 and 1 both mean one.
+        rollup: usize,
+    },
+}
+
+/// Certificates for a TLS connection to a broker (Clair's `tls {root_ca, cert, key}`), as paths to
+/// PEM files; read when the deliverer is built so that a bad file is a start-up error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Extra root certificate(s) to trust, beside the system's.
+    pub root_ca: Option<std::path::PathBuf>,
+    /// Client certificate chain and private key, for mutual TLS.
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// The PEM contents of [`TlsFiles`], checked to hold what their role needs.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsPem {
+    pub(crate) root_ca: Option<Vec<u8>>,
+    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsFiles {
+    /// Reads and checks the files: the root CA and certificate must hold at least one
+    /// certificate, the key exactly one private key.
+    pub(crate) fn load(&self, channel: &'static str) -> Result<TlsPem, DeliverError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| DeliverError::Tls {
+                channel,
+                path: path.to_owned(),
+                message: format!("cannot be read: {e}"),
+            })
+        };
+        let certs = |path: &std::path::Path, pem: &[u8]| {
+            let n = rustls_pemfile::certs(&mut &pem[..])
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DeliverError::Tls {
+                    channel,
+                    path: path.to_owned(),
+                    message: format!("is not valid PEM: {e}"),
+                })?
+                .len();
+            if n == 0 {
+                return Err(DeliverError::Tls {
+                    channel,
+                    path: path.to_owned(),
+                    message: "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+                });
+            }
+            Ok(())
+        };
+        let root_ca = match &self.root_ca {
+            Some(path) => {
+                let pem = read(path)?;
+                certs(path, &pem)?;
+                Some(pem)
+            }
+            None => None,
+        };
+        let identity = match &self.identity {
+            Some((cert_path, key_path)) => {
+                let cert = read(cert_path)?;
+                certs(cert_path, &cert)?;
+                let key = read(key_path)?;
+                match rustls_pemfile::private_key(&mut &key[..]) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        return Err(DeliverError::Tls {
+                            channel,
+                            path: key_path.clone(),
+                            message: "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".into(),
+                        })
+                    }
+                    Err(e) => {
+                        return Err(DeliverError::Tls {
+                            channel,
+                            path: key_path.clone(),
+                            message: format!("is not valid PEM: {e}"),
+                        })
+                    }
+                }
+                Some((cert, key))
+            }
+            None => None,
+        };
+        Ok(TlsPem { root_ca, identity })
+    }
+}
+
+/// The body of one direct-mode message: the entries as a JSON array followed by `\n`, as Clair's
+/// `json.Encoder` writes it (an array even for one entry).
+pub fn direct_body(entries: &[Notification]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut body = serde_json::to_vec(entries)?;
+    body.push(b'\n');
+    Ok(body)
+}
+
+/// The messages direct mode sends for `entries`: one [`direct_body`] per [`rollup_blocks`] block.
+pub fn direct_messages(
+    entries: &[Notification],
+    rollup: usize,
+) -> Result<Vec<Vec<u8>>, serde_json::Error> {
+    rollup_blocks(entries.len(), rollup)
+        .map(|r| direct_body(&entries[r]))
+        .collect()
+}
+
+/// The bodies a broker channel publishes for `set` in `mode`, or the reason it cannot.
+pub(crate) fn broker_messages(
+    mode: &BrokerMode,
+    set: &SetToDeliver,
+) -> Result<Vec<Vec<u8>>, String> {
+    match mode {
+        BrokerMode::Callback(cb) => Ok(vec![cb.body(set.id)]),
+        BrokerMode::Direct { rollup } => {
+            let entries = set.entries.as_deref().ok_or_else(|| {
+                format!(
+                    "set {}: direct mode was handed no entries (worker bug)",
+                    set.id
+                )
+            })?;
+            direct_messages(entries, *rollup)
+                .map_err(|e| format!("set {}: encoding entries as JSON: {e}", set.id))
+        }
+    }
+}
+
+/// A failed attempt that a retry may fix.
+pub(crate) fn failed(error: String) -> DeliveryResult {
+    DeliveryResult::Failed {
+        status: None,
+        error,
+        retry_after: None,
+        permanent: false,
+    }
 }
 
 /// A channel that delivers notification sets (Clair's "deliverer").

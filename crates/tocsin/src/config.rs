@@ -457,7 +457,6 @@ pub struct BrokerUrl(Url);
 
 impl BrokerUrl {
     /// The URL, password included, for connecting.
-    #[allow(dead_code)] // read by the AMQP channel, which connects with it (issue 3)
     pub fn url(&self) -> &Url {
         &self.0
     }
@@ -531,7 +530,6 @@ pub enum ExchangeKind {
 
 impl ExchangeKind {
     /// The name AMQP uses for this type.
-    #[allow(dead_code)] // read by the AMQP channel when it declares the exchange (issue 3)
     pub fn as_str(self) -> &'static str {
         match self {
             ExchangeKind::Direct => "direct",

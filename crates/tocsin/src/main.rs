@@ -13,7 +13,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tocsin_deliver::{
-    Deliverer, PskKey, RetryPolicy, WebhookConfig, WebhookDeliverer, WorkerOptions,
+    AmqpConfig, AmqpDeliverer, AmqpExchange, BrokerMode, Callback, Deliverer, PskKey, RetryPolicy,
+    StompConfig, StompDeliverer, TlsFiles, WebhookConfig, WebhookDeliverer, WorkerOptions,
 };
 use tocsin_engine::{Engine, EngineConfig, FirstUpdate};
 use tocsin_store::Store;
@@ -215,12 +216,59 @@ pub(crate) async fn deliverer(cfg: &Config) -> Result<Option<Arc<dyn Deliverer>>
             };
             Ok(Some(Arc::new(WebhookDeliverer::new(&wc)?)))
         }
-        Some(Channel::Amqp(_)) => bail!(
-            "notifier.amqp: AMQP delivery is not available in this version of tocsin; use notifier.webhook"
-        ),
-        Some(Channel::Stomp(_)) => bail!(
-            "notifier.stomp: STOMP delivery is not available in this version of tocsin; use notifier.webhook"
-        ),
+        Some(Channel::Amqp(a)) => {
+            let mut ac = AmqpConfig::new(
+                a.uris.iter().map(|u| u.url().to_string()).collect(),
+                a.routing_key.clone(),
+                broker_mode(&a.delivery),
+            );
+            ac.exchange = AmqpExchange {
+                name: a.exchange.name.clone(),
+                kind: a
+                    .exchange
+                    .kind
+                    .map(|k| k.as_str().to_owned())
+                    .unwrap_or_default(),
+                durable: a.exchange.durable,
+                auto_delete: a.exchange.auto_delete,
+            };
+            ac.tls = a.tls.as_ref().map(tls_files);
+            ac.connect_timeout = cfg.tocsin.delivery.connect_timeout;
+            ac.timeout = cfg.tocsin.delivery.timeout;
+            Ok(Some(Arc::new(AmqpDeliverer::new(ac)?)))
+        }
+        Some(Channel::Stomp(st)) => {
+            let mut sc = StompConfig::new(
+                st.destination.clone(),
+                st.uris.iter().map(|h| (h.host.clone(), h.port)).collect(),
+                broker_mode(&st.delivery),
+            );
+            sc.login = st
+                .login
+                .as_ref()
+                .map(|l| (l.login.clone(), l.passcode.expose().clone()));
+            sc.tls = st.tls.as_ref().map(tls_files);
+            sc.connect_timeout = cfg.tocsin.delivery.connect_timeout;
+            sc.timeout = cfg.tocsin.delivery.timeout;
+            Ok(Some(Arc::new(StompDeliverer::new(sc)?)))
+        }
+    }
+}
+
+/// Callback or direct mode of a broker channel.
+fn broker_mode(d: &config::Delivery) -> BrokerMode {
+    match d {
+        config::Delivery::Callback(url) => BrokerMode::Callback(Callback::new(url.as_str())),
+        config::Delivery::Direct { rollup } => BrokerMode::Direct {
+            rollup: rollup.get(),
+        },
+    }
+}
+
+fn tls_files(t: &config::ClientTls) -> TlsFiles {
+    TlsFiles {
+        root_ca: t.root_ca.clone(),
+        identity: t.identity.as_ref().map(|i| (i.cert.clone(), i.key.clone())),
     }
 }
 

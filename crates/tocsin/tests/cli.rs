@@ -450,17 +450,29 @@ fn unknown_configuration_keys_are_errors_that_name_the_key() {
 }
 
 #[test]
-fn an_amqp_channel_is_refused_at_start_with_a_clear_error() {
+fn an_amqp_channel_with_wrong_credentials_is_refused_at_start_with_a_clear_error() {
+    let up = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], 5672)),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok();
+    if !up {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "RabbitMQ is not listening on 127.0.0.1:5672 (scripts/services.sh starts it)"
+        );
+        eprintln!("skipping: RabbitMQ is not listening on 127.0.0.1:5672");
+        return;
+    }
     let port = common::free_port();
     let err = serve_refuses(&format!(
         "http_listen_addr: 127.0.0.1:{port}\n\
-         notifier:\n  amqp:\n    routing_key: notifications\n    uris: [\"amqp://guest:guest@127.0.0.1:5672/\"]\n    callback: http://127.0.0.1:{port}/notifier/api/v1/notification/\n\
+         notifier:\n  amqp:\n    routing_key: notifications\n    uris: [\"amqp://guest:not-the-password@127.0.0.1:5672/\"]\n    callback: http://127.0.0.1:{port}/notifier/api/v1/notification/\n\
          tocsin:\n  data_dir: ./data\n"
     ));
-    assert!(err.contains("notifier.amqp"), "{err}");
-    assert!(err.contains("not available in this version"), "{err}");
+    assert!(err.contains("amqp"), "{err}");
     assert!(
-        !err.contains("guest:guest"),
+        !err.contains("not-the-password"),
         "the broker password leaked: {err}"
     );
 }
