@@ -68,10 +68,7 @@ fn to_op(r: &tokio_postgres::Row) -> UpdateOperation {
     }
 }
 
-async fn latest_op<C: GenericClient>(
-    c: &C,
-    updater: &str,
-) -> Result<Option<tokio_postgres::Row>> {
+async fn latest_op<C: GenericClient>(c: &C, updater: &str) -> Result<Option<tokio_postgres::Row>> {
     let st = c
         .prepare_cached(&format!(
             "SELECT {OP_COLUMNS} FROM operation WHERE updater = $1 ORDER BY seq DESC LIMIT 1"
@@ -98,9 +95,12 @@ pub(crate) async fn import(
     )
     .await
     .ctx("import_snapshot: registering the updater")?;
-    tx.execute("SELECT 1 FROM updater WHERE name = $1 FOR UPDATE", &[&updater])
-        .await
-        .with_ctx(|| format!("import_snapshot: locking updater {updater:?}"))?;
+    tx.execute(
+        "SELECT 1 FROM updater WHERE name = $1 FOR UPDATE",
+        &[&updater],
+    )
+    .await
+    .with_ctx(|| format!("import_snapshot: locking updater {updater:?}"))?;
     if let Some(latest) = latest_op(&tx, updater).await? {
         if latest.get::<_, &str>(2) == fingerprint {
             // Dropping `tx` rolls back the (no-op) registration.
@@ -129,7 +129,12 @@ pub(crate) async fn import(
         &[&snap.ids, &snap.bodies],
     )
     .await
-    .with_ctx(|| format!("import_snapshot: storing {} vulnerabilities", snap.ids.len()))?;
+    .with_ctx(|| {
+        format!(
+            "import_snapshot: storing {} vulnerabilities",
+            snap.ids.len()
+        )
+    })?;
     // A snapshot listing one record twice is one membership, not two.
     let linked = tx
         .execute(
@@ -183,13 +188,15 @@ pub(crate) async fn updaters(c: &Client) -> Result<Vec<UpdaterInfo>> {
         .map(|r| {
             let name: String = r.get(0);
             let what = || format!("updater {name:?}");
-            let latest = r.get::<_, Option<Uuid>>(3).map(|reference| UpdateOperation {
-                reference: reference.to_string(),
-                updater: r.get(4),
-                fingerprint: r.get(5),
-                date: r.get(6),
-                kind: r.get(7),
-            });
+            let latest = r
+                .get::<_, Option<Uuid>>(3)
+                .map(|reference| UpdateOperation {
+                    reference: reference.to_string(),
+                    updater: r.get(4),
+                    fingerprint: r.get(5),
+                    date: r.get(6),
+                    kind: r.get(7),
+                });
             Ok(UpdaterInfo {
                 vulnerabilities: match r.get::<_, Option<i64>>(8) {
                     Some(n) => to_u64(n, what)?,

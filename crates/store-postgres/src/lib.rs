@@ -147,7 +147,11 @@ fn describe(c: &tokio_postgres::Config) -> String {
     format!(
         "{}@{}:{}/{}{}",
         c.get_user().unwrap_or("<default user>"),
-        if host.is_empty() { "<default host>" } else { &host },
+        if host.is_empty() {
+            "<default host>"
+        } else {
+            &host
+        },
         if port.is_empty() { "5432" } else { &port },
         c.get_dbname().unwrap_or("<default database>"),
         if c.get_password().is_some() {
@@ -230,9 +234,7 @@ impl PgStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .wait_timeout(Some(Duration::from_secs(60)))
             .build()
-            .map_err(|e| {
-                StoreError::Invalid(format!("PostgreSQL pool for {target}: {e}"))
-            })?;
+            .map_err(|e| StoreError::Invalid(format!("PostgreSQL pool for {target}: {e}")))?;
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,

@@ -12,9 +12,7 @@ use tocsin_model::inventory::{InventoryFormat, Manifest};
 use tocsin_model::Digest;
 use tocsin_store::{ManifestChange, ManifestId, ManifestSummary, PutOutcome, StoreError};
 
-use crate::convert::{
-    corrupt_json, from_nanos, to_i64, to_nanos, to_u64, PgContext, Result,
-};
+use crate::convert::{corrupt_json, from_nanos, to_i64, to_nanos, to_u64, PgContext, Result};
 use crate::schema::{LOCK_FEED, NOTIFY_CHANNEL};
 
 /// A manifest encoded for storage (before a connection is taken).
@@ -198,10 +196,8 @@ pub(crate) async fn get(c: &Client, digest: &Digest) -> Result<Option<Manifest>>
         .query_opt(&st, &[&digest.as_str()])
         .await
         .with_ctx(|| format!("get_manifest {digest}"))?;
-    row.map(|r| {
-        decode(r.get(0), digest.as_str(), r.get(1), r.get(2), r.get(3)).map(|(_, m)| m)
-    })
-    .transpose()
+    row.map(|r| decode(r.get(0), digest.as_str(), r.get(1), r.get(2), r.get(3)).map(|(_, m)| m))
+        .transpose()
 }
 
 pub(crate) async fn delete(c: &mut Client, digest: &Digest) -> Result<bool> {

@@ -430,10 +430,7 @@ pub(crate) async fn page(c: &Client, set: Uuid, after: u64, limit: usize) -> Res
     }
     let mut entries: Vec<(i64, &str)> = rows
         .iter()
-        .filter_map(|r| {
-            r.get::<_, Option<i64>>(0)
-                .map(|p| (p, r.get::<_, &str>(1)))
-        })
+        .filter_map(|r| r.get::<_, Option<i64>>(0).map(|p| (p, r.get::<_, &str>(1))))
         .collect();
     let more = entries.len() > limit;
     entries.truncate(limit);
@@ -664,7 +661,13 @@ pub(crate) async fn record_attempt(
                             delivered_at = COALESCE($3, delivered_at),
                             lease_id = NULL, lease_until = NULL
          WHERE set_seq = $4 AND channel = $5",
-        &[&status.as_str(), &next_attempt_at, &delivered_at, &seq, &channel],
+        &[
+            &status.as_str(),
+            &next_attempt_at,
+            &delivered_at,
+            &seq,
+            &channel,
+        ],
     )
     .await
     .with_ctx(|| format!("record_attempt: updating set {set}, receipt {channel:?}"))?;

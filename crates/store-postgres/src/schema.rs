@@ -4,8 +4,8 @@
 //! advisory lock ([`LOCK_MIGRATE`]) first: the first process applies what is missing, the others
 //! wait for it and then find nothing to do. Each migration runs in its own transaction together
 //! with its `schema_migrations` row, so a crash mid-migration leaves the previous version intact.
-use tokio_postgres::Client;
 use tocsin_store::StoreError;
+use tokio_postgres::Client;
 
 use crate::convert::{PgContext, Result};
 

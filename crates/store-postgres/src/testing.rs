@@ -89,10 +89,7 @@ fn connstring_for(c: &tokio_postgres::Config, dbname: &str) -> String {
         parts.push(format!("user={}", quote(u)));
     }
     if let Some(pw) = c.get_password() {
-        parts.push(format!(
-            "password={}",
-            quote(&String::from_utf8_lossy(pw))
-        ));
+        parts.push(format!("password={}", quote(&String::from_utf8_lossy(pw))));
     }
     parts.push(format!("dbname={}", quote(dbname)));
     parts.join(" ")
@@ -195,8 +192,8 @@ mod tests {
 
     #[test]
     fn connstrings_quote_their_values() {
-        let c = tokio_postgres::Config::from_str("host=h user=o'k password='a b' port=5433")
-            .unwrap();
+        let c =
+            tokio_postgres::Config::from_str("host=h user=o'k password='a b' port=5433").unwrap();
         let s = connstring_for(&c, "db");
         assert_eq!(
             s,

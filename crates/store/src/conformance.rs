@@ -2082,7 +2082,10 @@ pub async fn gc_concurrent_callers_collect_once(store: &dyn Store) {
             .create_notification_set(&new_set(n, 3, &["webhook"], t(0)))
             .await
             .unwrap();
-        store.delete_notification_set(Uuid::from_u128(n), t(1)).await.unwrap();
+        store
+            .delete_notification_set(Uuid::from_u128(n), t(1))
+            .await
+            .unwrap();
     }
     let (a, b, c) = tokio::join!(
         store.collect_garbage(t(2), MINUTE),
@@ -2093,13 +2096,24 @@ pub async fn gc_concurrent_callers_collect_once(store: &dyn Store) {
     assert_eq!(total, 6);
     // Whatever was turned away is collected by a later pass: nothing is left.
     store.collect_garbage(t(3), MINUTE).await.unwrap();
-    assert!(store.notification_sets(None, None, 100).await.unwrap().is_empty());
+    assert!(store
+        .notification_sets(None, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Of several processors committing the same operation at once, exactly one wins; the others get
 /// `Conflict`, and exactly one change set and one notification set exist.
 pub async fn commit_processed_concurrent_one_wins(store: &dyn Store) {
-    let op = import(store, "debian", "fp-1", &[vuln("debian", "DSA-1-1", "1")], t(0)).await;
+    let op = import(
+        store,
+        "debian",
+        "fp-1",
+        &[vuln("debian", "DSA-1-1", "1")],
+        t(0),
+    )
+    .await;
     let attempt = |n: u128| {
         let p = processed("debian", None, op, Some((n, 5, &["webhook"])));
         async move { store.commit_processed(&p).await }
@@ -2113,7 +2127,14 @@ pub async fn commit_processed_concurrent_one_wins(store: &dyn Store) {
             assert!(matches!(e, StoreError::Conflict(_)), "{e}");
         }
     }
-    assert_eq!(store.notification_sets(None, None, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .notification_sets(None, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(store.change_set(op).await.unwrap().is_some());
     let info = store.updaters().await.unwrap();
     assert_eq!(info[0].processed, Some(op));
@@ -2167,7 +2188,10 @@ pub async fn events_follow_commits(store: &dyn Store) {
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(10), wait).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .is_err()
+        {
             panic!("no {want:?} event within 10 s of the commit");
         }
     }
@@ -2185,11 +2209,25 @@ pub async fn events_follow_commits(store: &dyn Store) {
             }
         }
     };
-    if tokio::time::timeout(Duration::from_secs(10), first).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .is_err()
+    {
         panic!("no ManifestChanged event within 10 s of manifest puts");
     }
-    import(store, "debian", "fp-1", &[vuln("debian", "DSA-1-1", "1")], t(0)).await;
-    expect(&mut rx, crate::StoreEvent::OperationImported("debian".into())).await;
+    import(
+        store,
+        "debian",
+        "fp-1",
+        &[vuln("debian", "DSA-1-1", "1")],
+        t(0),
+    )
+    .await;
+    expect(
+        &mut rx,
+        crate::StoreEvent::OperationImported("debian".into()),
+    )
+    .await;
     store
         .create_notification_set(&new_set(1, 2, &["webhook"], t(0)))
         .await

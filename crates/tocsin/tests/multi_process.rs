@@ -215,7 +215,10 @@ async fn spawn(dir: &Path, connstring: &str, target: SocketAddr) -> Proc {
             let log = std::fs::read_to_string(&p.log).unwrap_or_default();
             panic!("tocsin exited at start ({status}):\n{log}");
         }
-        assert!(Instant::now() < deadline, "tocsin on :{port} did not come up");
+        assert!(
+            Instant::now() < deadline,
+            "tocsin on :{port} did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -246,7 +249,13 @@ async fn put(p: &Proc, path: &str, body: Vec<u8>, patience: Duration) -> serde_j
 
 async fn import(p: &Proc, feed: &str, file: &Path, patience: Duration) {
     let body = std::fs::read(file).unwrap();
-    put(p, &format!("/api/v1/updaters/osv/{feed}/snapshot"), body, patience).await;
+    put(
+        p,
+        &format!("/api/v1/updaters/osv/{feed}/snapshot"),
+        body,
+        patience,
+    )
+    .await;
 }
 
 /// Stores tansu's Cargo.lock (129 crates named in RustSec) through `p`.
@@ -264,7 +273,12 @@ async fn put_tansu(p: &Proc, data: &Path) -> String {
 }
 
 async fn gauge(p: &Proc, name: &str) -> Option<f64> {
-    let text = reqwest::get(p.url("/metrics")).await.ok()?.text().await.ok()?;
+    let text = reqwest::get(p.url("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
@@ -282,7 +296,9 @@ async fn settled(store: &PgStore, patience: Duration) {
         let done = match (&updaters, &sets) {
             (Ok(us), Ok(sets)) => {
                 us.iter().all(|u| {
-                    u.latest.as_ref().map(|l| Uuid::parse_str(&l.reference).ok())
+                    u.latest
+                        .as_ref()
+                        .map(|l| Uuid::parse_str(&l.reference).ok())
                         == Some(u.processed)
                 }) && sets.iter().all(|s| s.status == ReceiptStatus::Delivered)
             }
@@ -319,7 +335,11 @@ async fn each_operation_once(store: &PgStore) -> Vec<Uuid> {
     let mut per_op: HashMap<Uuid, usize> = HashMap::new();
     for s in &sets {
         let op = s.operation.expect("sets of update operations name them");
-        assert!(ops.contains(&op), "set {} names unknown operation {op}", s.id);
+        assert!(
+            ops.contains(&op),
+            "set {} names unknown operation {op}",
+            s.id
+        );
         *per_op.entry(op).or_default() += 1;
     }
     for (op, n) in per_op {
@@ -341,7 +361,9 @@ async fn setup() -> Option<(PathBuf, TestDatabase)> {
 /// process is in every process's index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_process_and_deliver_each_set_exactly_once() {
-    let Some((data, db)) = setup().await else { return };
+    let Some((data, db)) = setup().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (target, target_addr) = start_target().await;
     let mut procs = Vec::new();
@@ -394,16 +416,27 @@ async fn three_processes_process_and_deliver_each_set_exactly_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let hits = target.count_by_set();
     for s in &sets {
-        assert_eq!(hits.get(s), Some(&1), "set {s} delivered {:?} times", hits.get(s));
+        assert_eq!(
+            hits.get(s),
+            Some(&1),
+            "set {s} delivered {:?} times",
+            hits.get(s)
+        );
     }
-    assert_eq!(hits.len(), sets.len(), "deliveries of unknown sets: {hits:?}");
+    assert_eq!(
+        hits.len(),
+        sets.len(),
+        "deliveries of unknown sets: {hits:?}"
+    );
 }
 
 /// A process killed (SIGKILL) while delivering: the others take its delivery over once the lease
 /// expires, and finish the rest; nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_process_work_is_finished_by_the_others() {
-    let Some((data, db)) = setup().await else { return };
+    let Some((data, db)) = setup().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (target, target_addr) = start_target().await;
     let mut procs = Vec::new();
@@ -491,7 +524,15 @@ impl PrivatePg {
             self.port, dir
         );
         let log = format!("{dir}/server.log");
-        let mut all = vec!["-D", dir.as_str(), "-o", opts.as_str(), "-l", log.as_str(), "-w"];
+        let mut all = vec![
+            "-D",
+            dir.as_str(),
+            "-o",
+            opts.as_str(),
+            "-l",
+            log.as_str(),
+            "-w",
+        ];
         all.extend_from_slice(args);
         let out = self.run("pg_ctl", &all).expect("running pg_ctl");
         assert!(
@@ -512,7 +553,9 @@ impl PrivatePg {
             .filter(|b| b.join("initdb").exists())
             .collect();
         bins.sort();
-        let bin = bins.pop().ok_or("no initdb under /usr/lib/postgresql/*/bin")?;
+        let bin = bins
+            .pop()
+            .ok_or("no initdb under /usr/lib/postgresql/*/bin")?;
         let root = Command::new("id")
             .arg("-u")
             .output()
@@ -539,7 +582,10 @@ impl PrivatePg {
         };
         let d = pg.dir.to_string_lossy().to_string();
         let out = pg
-            .run("initdb", &["-D", &d, "-A", "trust", "-U", "postgres", "--no-sync"])
+            .run(
+                "initdb",
+                &["-D", &d, "-A", "trust", "-U", "postgres", "--no-sync"],
+            )
             .map_err(|e| format!("initdb: {e}"))?;
         if !out.status.success() {
             return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
@@ -549,7 +595,10 @@ impl PrivatePg {
     }
 
     fn connstring(&self) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
     }
 }
 
@@ -615,11 +664,19 @@ async fn processes_reconnect_after_postgres_restarts() {
     }
     settled(&store, Duration::from_secs(60)).await;
     let sets = each_operation_once(&store).await;
-    assert!(!sets.is_empty(), "the first crates.io snapshot affects tansu");
+    assert!(
+        !sets.is_empty(),
+        "the first crates.io snapshot affects tansu"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let counts = target.count_by_set();
     for s in &sets {
-        assert_eq!(counts.get(s), Some(&1), "set {s}: {:?} deliveries", counts.get(s));
+        assert_eq!(
+            counts.get(s),
+            Some(&1),
+            "set {s}: {:?} deliveries",
+            counts.get(s)
+        );
     }
     drop((a, b));
 }
