@@ -12,7 +12,9 @@ const ENTRIES: usize = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100k_entry_set_is_written_in_one_quick_transaction() {
-    let Some((store, _db)) = throwaway_store().await else { return };
+    let Some((store, _db)) = throwaway_store().await else {
+        return;
+    };
     let set = NewNotificationSet {
         id: Uuid::new_v4(),
         updater: "osv/debian".into(),
