@@ -12,8 +12,9 @@ use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::{Digest, Severity};
 use tocsin_store::{
     ImportOutcome, ManifestId, NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
+    StoreEvent,
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{broadcast, Mutex, Notify};
 use uuid::Uuid;
 
 use crate::projection::{v4_entries, V4Options};
@@ -82,6 +83,8 @@ pub struct Engine {
     /// What recent passes processed, so a caller whose operation was processed by another pass
     /// of this process (the background loop) can still learn its result.
     recent: std::sync::Mutex<std::collections::VecDeque<Processed>>,
+    /// Woken when another process imported an update operation (see `follow_store_events`).
+    work_available: Arc<Notify>,
 }
 
 /// How many results [`Engine::processed`] remembers.
@@ -129,6 +132,7 @@ impl Engine {
             processing: Mutex::new(()),
             sets_created: Arc::new(Notify::new()),
             recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
+            work_available: Arc::new(Notify::new()),
         };
         engine.refresh_vulnerabilities().await?;
         let stats = engine.index_stats()?;
@@ -151,6 +155,59 @@ impl Engine {
     /// Woken whenever a notification set is created (delivery workers wait on it).
     pub fn sets_created(&self) -> Arc<Notify> {
         Arc::clone(&self.sets_created)
+    }
+
+    /// Woken when an update operation was imported by another process (or the CLI) and may be
+    /// waiting for [`process_pending`](Self::process_pending). Only fed while
+    /// [`follow_store_events`](Self::follow_store_events) runs.
+    pub fn work_available(&self) -> Arc<Notify> {
+        Arc::clone(&self.work_available)
+    }
+
+    /// Relays the store's events until `stop` resolves, so this process reacts promptly to work
+    /// done elsewhere: an import wakes [`work_available`](Self::work_available), a new set wakes
+    /// [`sets_created`](Self::sets_created), a manifest change is applied to the index at once.
+    /// Missed events (a lagging subscriber, a re-established connection) wake everything. Returns
+    /// at once when the store cannot announce events: then the callers' polling is all there is.
+    pub async fn follow_store_events(&self, stop: impl std::future::Future<Output = ()>) {
+        let Some(mut events) = self.store.events() else {
+            tracing::debug!("the store announces no events; relying on polling");
+            return;
+        };
+        tokio::pin!(stop);
+        loop {
+            let event = tokio::select! {
+                _ = &mut stop => return,
+                e = events.recv() => e,
+            };
+            let (manifests, work, sets) = match event {
+                Ok(StoreEvent::ManifestChanged) => (true, false, false),
+                Ok(StoreEvent::OperationImported(updater)) => {
+                    tracing::debug!(%updater, "update operation imported elsewhere");
+                    (false, true, false)
+                }
+                Ok(StoreEvent::SetCreated) => (false, false, true),
+                Ok(StoreEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    (true, true, true)
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    tracing::warn!("the store's event channel closed; relying on polling");
+                    return;
+                }
+            };
+            if work {
+                self.work_available.notify_one();
+            }
+            if sets {
+                self.sets_created.notify_one();
+            }
+            if manifests {
+                // Our own puts already refreshed; applying the feed again is then a no-op.
+                if let Err(e) = self.refresh_manifests().await {
+                    tracing::warn!(error = %e, "following the manifest change feed failed; will retry at the next change or processing pass");
+                }
+            }
+        }
     }
 
     /// Size figures of the reverse index.

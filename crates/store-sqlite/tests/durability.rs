@@ -316,7 +316,6 @@ async fn reads_proceed_while_another_writer_holds_the_lock() {
     other
         .execute("DELETE FROM notification_entry WHERE position > 10", [])
         .unwrap();
-    let started = Instant::now();
     let (page, next) = tokio::time::timeout(
         Duration::from_secs(5),
         store.notification_page(Uuid::from_u128(1), 0, 100),
@@ -325,7 +324,6 @@ async fn reads_proceed_while_another_writer_holds_the_lock() {
     .expect("a read must not wait for the write lock")
     .unwrap()
     .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2));
     // The read sees the last committed state, not the other writer's uncommitted delete.
     assert_eq!((page.len(), next), (50, None));
     other.execute_batch("ROLLBACK").unwrap();

@@ -187,8 +187,6 @@ async fn debian_snapshots_import_whole_and_deduplicated() {
             vulns.len(),
             ids.len()
         );
-        // Generous enough for an unoptimised build on a busy 2-core CI machine.
-        assert!(took < Duration::from_secs(20), "import took {took:?}");
         let ImportOutcome::Created(op) = out else {
             panic!("{}: expected a new operation", path.display())
         };
@@ -431,8 +429,7 @@ async fn a_hundred_thousand_entry_set_commits_quickly_and_pages_completely() {
     store.commit_processed(&p).await.unwrap();
     let took = started.elapsed();
     eprintln!("committed a 100,000-entry set in {took:?}");
-    // About a second in release builds; the bound leaves room for unoptimised CI builds.
-    assert!(took < Duration::from_secs(20), "commit took {took:?}");
+    // A figure, not an assertion (timings belong in BENCHMARKS.md).
 
     let started = Instant::now();
     let mut after = 0;

@@ -11,7 +11,9 @@
 //!
 //! The factory expression is evaluated once per test and must yield something [`AsStore`]: a
 //! store, an `Arc` of one, or a `(store, guard)` pair whose guard (a temporary directory, a
-//! throw-away database) lives as long as the test.
+//! throw-away database) lives as long as the test. A backend that needs a server may use
+//! `store_conformance_suite!(optional: factory())` with a factory yielding `Option<_>`: `None`
+//! skips the test (the factory decides, and says why, e.g. failing instead in CI).
 //!
 //! Written to be backend-neutral: times are whole seconds (PostgreSQL keeps microseconds),
 //! orderings are those the trait documents (digests in byte order, sets newest first), and no
@@ -106,9 +108,15 @@ impl<S: Store, G> AsStore for (S, G) {
 /// expression evaluated once per test, yielding a future whose output is [`AsStore`]).
 #[macro_export]
 macro_rules! store_conformance_suite {
+    (optional: $factory:expr) => {
+        $crate::store_conformance_suite!(@list optional $factory);
+    };
     ($factory:expr) => {
+        $crate::store_conformance_suite!(@list required $factory);
+    };
+    (@list $mode:ident $factory:expr) => {
         $crate::__store_conformance_tests!(
-            $factory;
+            $mode $factory;
             manifest_put_created,
             manifest_put_unchanged,
             manifest_put_replaced_keeps_id,
@@ -163,6 +171,10 @@ macro_rules! store_conformance_suite {
             gc_removes_deleted_and_old_delivered,
             gc_keeps_referenced_vulnerabilities,
             record_after_collection_is_deleted,
+            gc_concurrent_callers_collect_once,
+            commit_processed_concurrent_one_wins,
+            claim_concurrent_claimers_disjoint,
+            events_follow_commits,
         );
     };
 }
@@ -170,12 +182,24 @@ macro_rules! store_conformance_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __store_conformance_tests {
-    ($factory:expr; $($name:ident),* $(,)?) => {
+    (required $factory:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
                 $crate::conformance::run(async {
                     let fixture = $factory.await;
+                    $crate::conformance::$name($crate::conformance::AsStore::as_store(&fixture))
+                        .await;
+                });
+            }
+        )*
+    };
+    (optional $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::conformance::run(async {
+                    let Some(fixture) = $factory.await else { return };
                     $crate::conformance::$name($crate::conformance::AsStore::as_store(&fixture))
                         .await;
                 });
@@ -2042,4 +2066,173 @@ pub async fn gc_keeps_referenced_vulnerabilities(store: &dyn Store) {
     assert_eq!(stats.vulnerabilities, 0);
     let ids: Vec<_> = vulns.iter().map(Vulnerability::id).collect();
     assert_eq!(store.vulnerabilities(&ids).await.unwrap().len(), 20);
+}
+
+// ---- several callers at once ----------------------------------------------------------------
+//
+// Several processes on one database are several callers of one store here: what a backend shared
+// between processes coordinates (row locks, SKIP LOCKED, advisory locks) it must coordinate
+// between concurrent calls too.
+
+/// Concurrent collections together remove each set once (one may find nothing left, or be
+/// turned away while another runs).
+pub async fn gc_concurrent_callers_collect_once(store: &dyn Store) {
+    for n in 1..=6u128 {
+        store
+            .create_notification_set(&new_set(n, 3, &["webhook"], t(0)))
+            .await
+            .unwrap();
+        store
+            .delete_notification_set(Uuid::from_u128(n), t(1))
+            .await
+            .unwrap();
+    }
+    let (a, b, c) = tokio::join!(
+        store.collect_garbage(t(2), MINUTE),
+        store.collect_garbage(t(2), MINUTE),
+        store.collect_garbage(t(2), MINUTE),
+    );
+    let total: u64 = [a, b, c].into_iter().map(|r| r.unwrap().sets).sum();
+    assert_eq!(total, 6);
+    // Whatever was turned away is collected by a later pass: nothing is left.
+    store.collect_garbage(t(3), MINUTE).await.unwrap();
+    assert!(store
+        .notification_sets(None, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Of several processors committing the same operation at once, exactly one wins; the others get
+/// `Conflict`, and exactly one change set and one notification set exist.
+pub async fn commit_processed_concurrent_one_wins(store: &dyn Store) {
+    let op = import(
+        store,
+        "debian",
+        "fp-1",
+        &[vuln("debian", "DSA-1-1", "1")],
+        t(0),
+    )
+    .await;
+    let attempt = |n: u128| {
+        let p = processed("debian", None, op, Some((n, 5, &["webhook"])));
+        async move { store.commit_processed(&p).await }
+    };
+    let (a, b, c, d) = tokio::join!(attempt(1), attempt(2), attempt(3), attempt(4));
+    let results = [a, b, c, d];
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+        }
+    }
+    assert_eq!(
+        store
+            .notification_sets(None, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.change_set(op).await.unwrap().is_some());
+    let info = store.updaters().await.unwrap();
+    assert_eq!(info[0].processed, Some(op));
+}
+
+/// Concurrent claimers never receive the same receipt, and together they receive every due one.
+pub async fn claim_concurrent_claimers_disjoint(store: &dyn Store) {
+    for n in 1..=40u128 {
+        store
+            .create_notification_set(&new_set(n, 1, &["webhook"], t(0)))
+            .await
+            .unwrap();
+    }
+    let claimer = || async {
+        let mut got = Vec::new();
+        loop {
+            let batch = store
+                .claim_deliveries("webhook", t(1), MINUTE, 3)
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch.into_iter().map(|task| task.set_id));
+        }
+    };
+    let (a, b, c, d) = tokio::join!(claimer(), claimer(), claimer(), claimer());
+    let mut all: Vec<Uuid> = a.into_iter().chain(b).chain(c).chain(d).collect();
+    let claimed = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), claimed, "a receipt was claimed twice");
+    assert_eq!(all, (1..=40u128).map(Uuid::from_u128).collect::<Vec<_>>());
+}
+
+/// A backend that announces events ([`Store::events`]) announces an import with its updater, a
+/// set with channels, and a manifest change, each after it committed. Backends without push
+/// (`None`) have nothing to announce.
+pub async fn events_follow_commits(store: &dyn Store) {
+    let Some(mut rx) = store.events() else { return };
+    async fn expect(
+        rx: &mut tokio::sync::broadcast::Receiver<crate::StoreEvent>,
+        want: crate::StoreEvent,
+    ) {
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e == want => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("event channel closed while waiting for {want:?}: {e}"),
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .is_err()
+        {
+            panic!("no {want:?} event within 10 s of the commit");
+        }
+    }
+    // The subscription may take a moment to be established; commits made before it are not
+    // announced, so keep committing until the first event arrives.
+    let mut n = 0u32;
+    let first = async {
+        loop {
+            n += 1;
+            store.put_manifest(&manifest(n), t(0)).await.unwrap();
+            match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                Ok(Ok(crate::StoreEvent::ManifestChanged)) => return,
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => panic!("event channel failed: {e}"),
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .is_err()
+    {
+        panic!("no ManifestChanged event within 10 s of manifest puts");
+    }
+    import(
+        store,
+        "debian",
+        "fp-1",
+        &[vuln("debian", "DSA-1-1", "1")],
+        t(0),
+    )
+    .await;
+    expect(
+        &mut rx,
+        crate::StoreEvent::OperationImported("debian".into()),
+    )
+    .await;
+    store
+        .create_notification_set(&new_set(1, 2, &["webhook"], t(0)))
+        .await
+        .unwrap();
+    expect(&mut rx, crate::StoreEvent::SetCreated).await;
+    assert!(store.delete_manifest(&digest(1)).await.unwrap());
+    expect(&mut rx, crate::StoreEvent::ManifestChanged).await;
 }

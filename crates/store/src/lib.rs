@@ -16,6 +16,11 @@
 //!   [`Store::record_attempt`] re-checks the receipt under the claim so a set deleted meanwhile is
 //!   never resurrected.
 //!
+//! - **Events are hints, never state.** [`Store::events`] lets a process wake promptly when
+//!   another process (or this one) imported an operation, created a set or changed a manifest.
+//!   Missing an event must never lose work: every consumer also polls, and a
+//!   [`StoreEvent::Resync`] (or a lagged receiver) means "events may have been missed, re-check".
+//!
 //! Times are `time::OffsetDateTime` (UTC) passed in by the caller, so tests control the clock.
 #![deny(missing_docs)]
 
@@ -274,6 +279,21 @@ pub struct GcStats {
     pub vulnerabilities: u64,
 }
 
+/// Something that changed in the store, announced after the change committed (see
+/// [`Store::events`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// An update operation of this updater was imported.
+    OperationImported(String),
+    /// A notification set was created (there are deliveries to make).
+    SetCreated,
+    /// A manifest was created, replaced or deleted (the change feed grew).
+    ManifestChanged,
+    /// Events may have been missed (e.g. the connection carrying them was re-established):
+    /// re-check everything.
+    Resync,
+}
+
 /// tocsin's persistence. Every implementation passes [`conformance`] (feature `conformance`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -393,9 +413,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes deleted sets, and delivered sets older than `delivered_retention`, with their
     /// entries, receipts and attempts; and vulnerabilities no operation references any more.
+    ///
+    /// Several processes may call this at once; an implementation shared between processes runs
+    /// one collection at a time and returns zero counts to the callers it turned away.
     async fn collect_garbage(
         &self,
         now: OffsetDateTime,
         delivered_retention: Duration,
     ) -> Result<GcStats>;
+
+    // ---- wake-ups -----------------------------------------------------------------------------
+
+    /// A subscription to changes committed by any process sharing this store, or `None` when the
+    /// backend cannot announce them (then callers rely on polling alone). Events are hints: they
+    /// arrive after the commit, possibly coalesced, and a receiver that lags or receives
+    /// [`StoreEvent::Resync`] must re-check rather than assume nothing happened.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        None
+    }
 }

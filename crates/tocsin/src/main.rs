@@ -128,7 +128,7 @@ fn install_metrics() -> Result<tocsin_api::MetricsRenderer> {
 }
 
 /// Opens the configured store.
-pub(crate) fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     match &cfg.storage {
         Storage::Embedded { data_dir } => {
             std::fs::create_dir_all(data_dir)
@@ -137,10 +137,21 @@ pub(crate) fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
                 .with_context(|| format!("opening the embedded store in {}", data_dir.display()))?;
             Ok(Arc::new(store))
         }
-        Storage::Postgres { .. } => bail!(
-            "notifier.connstring: PostgreSQL storage is not available in this version of tocsin; \
-             leave notifier.connstring empty to use the embedded store"
-        ),
+        Storage::Postgres {
+            connstring,
+            migrations,
+        } => {
+            let opts = tocsin_store_postgres::PgOptions::new(connstring.expose(), *migrations);
+            let store = tocsin_store_postgres::PgStore::connect(&opts)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the PostgreSQL store at {} (notifier.connstring)",
+                        tocsin_store_postgres::redact(connstring.expose())
+                    )
+                })?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -170,7 +181,7 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
 }
 
 async fn open_engine(cfg: &Config) -> Result<Engine> {
-    let store = open_store(cfg)?;
+    let store = open_store(cfg).await?;
     Ok(Engine::open(store, engine_config(cfg)).await?)
 }
 

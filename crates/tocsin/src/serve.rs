@@ -76,7 +76,7 @@ pub async fn start(
 ) -> Result<Service> {
     // A channel that cannot be built fails the start before anything is created or migrated.
     let deliverer = crate::deliverer(cfg).await?;
-    let store = crate::open_store(cfg)?;
+    let store = crate::open_store(cfg).await?;
     let engine = Arc::new(
         Engine::open(store.clone(), crate::engine_config(cfg))
             .await
@@ -102,8 +102,20 @@ pub async fn start(
             .context("HTTP server")
     });
 
-    // Update processing: at start, on every interval, and in test mode one set per poll.
+    // Work done by other processes sharing the store (imports, sets, manifest changes) wakes
+    // this one at once instead of at its next interval.
     let (e, token) = (Arc::clone(&engine), stop.clone());
+    tasks.spawn(async move {
+        e.follow_store_events(token.cancelled()).await;
+        // Without events (embedded store) there is nothing to follow: stay until stopped.
+        token.cancelled().await;
+        Ok(())
+    });
+
+    // Update processing: at start, on every interval or wake-up, and in test mode one set per
+    // poll.
+    let (e, token) = (Arc::clone(&engine), stop.clone());
+    let work = engine.work_available();
     let interval = cfg.tocsin.process_interval;
     let test_mode = cfg.test_mode.then_some(cfg.notifier.poll_interval);
     tasks.spawn(async move {
@@ -123,8 +135,9 @@ pub async fn start(
                     next_test = tokio::time::Instant::now() + every;
                 }
             }
-            if !pause(&token, interval).await {
-                return Ok(());
+            tokio::select! {
+                _ = work.notified() => {}
+                more = pause(&token, interval) => if !more { return Ok(()) },
             }
         }
     });
@@ -141,7 +154,8 @@ pub async fn start(
         });
     }
 
-    // Garbage collection.
+    // Garbage collection. A store shared by several processes runs one collection at a time
+    // (the others get zero counts), so every process may run this loop.
     let (st, token) = (store, stop.clone());
     let (every, retention) = (cfg.tocsin.gc_interval, cfg.tocsin.retention);
     tasks.spawn(async move {
