@@ -87,6 +87,9 @@ pub struct Engine {
     work_available: Arc<Notify>,
 }
 
+/// Manifests decoded at a time while rebuilding the index at start (bounds the start-up peak).
+const REBUILD_PAGE: usize = 100;
+
 /// How many results [`Engine::processed`] remembers.
 const RECENT: usize = 1024;
 
@@ -112,7 +115,8 @@ impl Engine {
         };
         let mut after = None;
         loop {
-            let page = store.manifests_by_id(after, 1000).await?;
+            // Small pages: each holds whole decoded inventories, and only their packages are kept.
+            let page = store.manifests_by_id(after, REBUILD_PAGE).await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
             for (id, m) in page {
@@ -224,6 +228,10 @@ impl Engine {
         metrics::gauge!("tocsin_index_manifests").set(s.manifests as f64);
         metrics::gauge!("tocsin_index_package_references").set(s.references as f64);
         metrics::gauge!("tocsin_index_bitmap_bytes").set(s.bitmap_bytes as f64);
+        if s.references > 0 {
+            metrics::gauge!("tocsin_index_bitmap_bytes_per_reference")
+                .set(s.bitmap_bytes as f64 / s.references as f64);
+        }
     }
 
     /// Makes every updater's newest update operation the one vulnerability reports use,
