@@ -32,33 +32,7 @@ use uuid::Uuid;
 
 // ---- shared data ------------------------------------------------------------------------------
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = match std::env::var("TOCSIN_SHARED_DATA") {
-        Ok(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-    };
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: shared data not found at {} (set TOCSIN_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// The snapshots of one feed, oldest first.
-fn snapshots(data: &Path, feed: &str) -> Vec<PathBuf> {
-    let dir = data.join("updates").join(feed);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .collect();
-    files.sort();
-    files
-}
+use tocsin_testdata::{dir as shared_data, snapshots};
 
 // ---- the webhook target -------------------------------------------------------------------------
 
