@@ -483,6 +483,7 @@ impl Engine {
                 cur,
                 change_set,
                 notifications,
+                legacy: None,
             })
             .await?;
         let secs = started.elapsed().as_secs_f64();
