@@ -165,6 +165,8 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
             config::FirstUpdate::Baseline => FirstUpdate::Baseline,
         },
         channels: channels(cfg),
+        // v2/v3 clients see manifest digests as layer names (no configuration key yet).
+        legacy_layer_label: None,
     }
 }
 
