@@ -16,6 +16,7 @@ mod error;
 mod feeds;
 mod manifests;
 mod ops;
+pub mod v2;
 pub mod v4;
 
 use std::sync::Arc;
@@ -71,6 +72,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/updaters/{*rest}",
             get(feeds::get_updater_path).put(feeds::put_updater_path),
+        )
+        .route(
+            "/v1/notifications/{name}",
+            get(v2::get_notification).delete(v2::delete_notification),
         )
         .route("/api/v1/notifications", get(ops::list_sets))
         .route("/api/v1/notifications/{id}", get(ops::get_set))

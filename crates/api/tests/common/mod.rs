@@ -69,6 +69,11 @@ impl TestApp {
         }
     }
 
+    /// The data directory of the app's store (to open a second "process" on it).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Sends one request.
     pub async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self
