@@ -17,6 +17,7 @@ mod feeds;
 mod manifests;
 mod ops;
 pub mod v2;
+pub mod v3;
 pub mod v4;
 
 use std::sync::Arc;
@@ -52,7 +53,11 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let guarded = Router::new()
+    let guarded = v3::routes(Router::new(), &state)
+        .route(
+            "/notifications/{name}",
+            get(v3::gateway_get).delete(v3::gateway_delete),
+        )
         .route(
             "/notifier/api/v1/notification/{id}",
             get(v4::get_page).delete(v4::delete_set),

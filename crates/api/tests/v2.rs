@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::http::{header, Method, StatusCode};
 use common::*;
-use tocsin_engine::{Engine, EngineConfig, FirstUpdate};
+use tocsin_engine::{Engine, EngineConfig};
 use tocsin_store::Store;
 use uuid::Uuid;
 
@@ -22,90 +22,6 @@ struct Seen {
     old_layers: Vec<(u64, String)>,
     new_layers: Vec<(u64, String)>,
     pages: usize,
-}
-
-/// An app with Clair v2's first-run behaviour (the first operation is a silent baseline), the
-/// jackson inventory under `COPIES + 1` digests, and the first three Debian snapshots imported.
-/// Returns the app and the operations processed after the baseline.
-async fn fixture(data: &std::path::Path) -> (TestApp, Vec<Uuid>) {
-    let app = TestApp::with(Options {
-        engine: EngineConfig {
-            first_update: FirstUpdate::Baseline,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
-    let jackson = read(&data.join(JACKSON));
-    for i in 0..=COPIES {
-        let d = digest_n(i);
-        app.put(
-            &format!("/api/v1/manifests/{d}"),
-            rekeyed_index_report(&jackson, &d),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    }
-    let mut ops = Vec::new();
-    for (i, snap) in snapshots(data, "debian").iter().take(3).enumerate() {
-        app.put("/api/v1/updaters/osv/debian/snapshot", read(snap))
-            .await
-            .expect(StatusCode::CREATED);
-        let op = processed_mark(&app, "osv/debian").await;
-        if i == 0 {
-            assert!(
-                app.engine
-                    .store()
-                    .legacy_notifications(op)
-                    .await
-                    .unwrap()
-                    .is_empty(),
-                "the baseline operation creates no v2 notification"
-            );
-        } else {
-            ops.push(op);
-        }
-    }
-    // The real Debian sequence only adds advisories. An edited advisory (the same DSA with a new
-    // summary: the old and the new version affect the same manifests) comes from the real
-    // records of the advisories just notified, as a second updater's two snapshots.
-    let store = app.engine.store();
-    let cs = store.change_set(ops[0]).await.unwrap().unwrap();
-    let ids: Vec<_> = cs
-        .changes
-        .iter()
-        .filter(|c| !c.new_affected.is_empty())
-        .filter_map(|c| c.new.clone())
-        .take(2)
-        .collect();
-    let mut records = Vec::new();
-    for (_, v) in store.vulnerabilities(&ids).await.unwrap() {
-        let path = data.join("osv/debian").join(format!("{}.json", v.name));
-        let rec: serde_json::Value = serde_json::from_slice(&read(&path)).unwrap();
-        records.push(rec);
-    }
-    let mut edited = records.clone();
-    edited[0]["summary"] = format!("{} (revised)", edited[0]["summary"].as_str().unwrap()).into();
-    for (i, snapshot) in [records, edited].into_iter().enumerate() {
-        app.put(
-            "/api/v1/updaters/osv/debian-edited/snapshot",
-            serde_json::to_vec(&snapshot).unwrap(),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-        if i == 1 {
-            ops.push(processed_mark(&app, "osv/debian-edited").await);
-        }
-    }
-    (app, ops)
-}
-
-async fn processed_mark(app: &TestApp, updater: &str) -> Uuid {
-    let info = app.engine.store().updaters().await.unwrap();
-    info.iter()
-        .find(|u| u.name == updater)
-        .and_then(|u| u.processed)
-        .unwrap_or_else(|| panic!("{updater} has a processed operation"))
 }
 
 async fn names(store: &dyn Store, ops: &[Uuid]) -> Vec<Uuid> {
@@ -215,7 +131,7 @@ async fn quay(app: &TestApp, name: Uuid) -> Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quay_like_client_pages_every_notification_and_facts_match_the_change_sets() {
     let Some(data) = data() else { return };
-    let (app, ops) = fixture(&data).await;
+    let (app, ops) = legacy_fixture(&data, COPIES, EngineConfig::default()).await;
     let store = app.engine.store();
     let mut notified = 0;
     let mut both = 0;
@@ -285,7 +201,7 @@ async fn quay_like_client_pages_every_notification_and_facts_match_the_change_se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harbor_like_client_pages_by_two_and_deletes_with_exactly_200() {
     let Some(data) = data() else { return };
-    let (app, ops) = fixture(&data).await;
+    let (app, ops) = legacy_fixture(&data, COPIES, EngineConfig::default()).await;
     let all = names(app.engine.store().as_ref(), &ops).await;
     let name = all[0];
     let mut page: Option<String> = None;
@@ -337,7 +253,7 @@ async fn harbor_like_client_pages_by_two_and_deletes_with_exactly_200() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_details_errors_and_tokens() {
     let Some(data) = data() else { return };
-    let (app, ops) = fixture(&data).await;
+    let (app, ops) = legacy_fixture(&data, COPIES, EngineConfig::default()).await;
     let all = names(app.engine.store().as_ref(), &ops).await;
     let (a, b) = (all[0], all[1]);
 
