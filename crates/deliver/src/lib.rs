@@ -35,6 +35,7 @@ use uuid::Uuid;
 pub mod jwt;
 pub mod retry;
 pub mod webhook;
+pub mod webhook_v2;
 pub mod worker;
 
 pub use jwt::{JwtError, PskKey};
