@@ -16,6 +16,8 @@ mod error;
 mod feeds;
 mod manifests;
 mod ops;
+pub mod v2;
+pub mod v3;
 pub mod v4;
 
 use std::sync::Arc;
@@ -51,7 +53,11 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let guarded = Router::new()
+    let guarded = v3::routes(Router::new(), &state)
+        .route(
+            "/notifications/{name}",
+            get(v3::gateway_get).delete(v3::gateway_delete),
+        )
         .route(
             "/notifier/api/v1/notification/{id}",
             get(v4::get_page).delete(v4::delete_set),
@@ -71,6 +77,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/updaters/{*rest}",
             get(feeds::get_updater_path).put(feeds::put_updater_path),
+        )
+        .route(
+            "/v1/notifications/{name}",
+            get(v2::get_notification).delete(v2::delete_notification),
         )
         .route("/api/v1/notifications", get(ops::list_sets))
         .route("/api/v1/notifications/{id}", get(ops::get_set))

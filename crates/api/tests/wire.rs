@@ -275,6 +275,8 @@ async fn psk_auth_guards_the_api_but_not_operations() {
 /// ways. `{name}` stands for an updater name, which may itself contain `/`.
 const ROUTES: &[(&str, &[&str])] = &[
     ("/notifier/api/v1/notification/{id}", &["get", "delete"]),
+    ("/v1/notifications/{notification}", &["get", "delete"]),
+    ("/notifications/{notification}", &["get", "delete"]),
     ("/matcher/api/v1/vulnerability_report/{digest}", &["get"]),
     ("/api/v1/manifests", &["get"]),
     ("/api/v1/manifests/{digest}", &["get", "put", "delete"]),
@@ -296,6 +298,7 @@ const HTTP_METHODS: &[&str] = &[
 fn concrete(template: &str) -> String {
     template
         .replace("{id}", &Uuid::new_v4().to_string())
+        .replace("{notification}", &Uuid::new_v4().to_string())
         .replace("{digest}", &digest_n(0xabc))
         .replace("{name}", "osv/none")
 }

@@ -42,6 +42,7 @@ pub mod jwt;
 pub mod retry;
 pub mod stomp;
 pub mod webhook;
+pub mod webhook_v2;
 pub mod worker;
 
 pub use amqp::{AmqpConfig, AmqpDeliverer, AmqpExchange};

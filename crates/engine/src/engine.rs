@@ -11,12 +11,14 @@ use tocsin_model::notification::{Notification, Reason, VulnSummary};
 use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::{Digest, Severity};
 use tocsin_store::{
-    ImportOutcome, ManifestId, NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
+    ImportOutcome, LegacyLayer, ManifestId, MarkRead, NewLegacyNotification,
+    NewLegacyNotifications, NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
     StoreEvent,
 };
 use tokio::sync::{broadcast, Mutex, Notify};
 use uuid::Uuid;
 
+use crate::legacy::{self, Cursor, LegacyPage, LegacyVulnerability, PageTokens, StreamPage};
 use crate::projection::{v4_entries, V4Options};
 use crate::{detect, EngineError};
 
@@ -39,6 +41,9 @@ pub struct EngineConfig {
     pub first_update: FirstUpdate,
     /// Channels every new set gets a delivery receipt for (empty: pull only).
     pub channels: Vec<String>,
+    /// The manifest label whose value v2/v3 show as a manifest's name (`LayerName`, ancestry
+    /// name), e.g. `image`; manifests without it, or `None`, show their digest.
+    pub legacy_layer_label: Option<String>,
 }
 
 /// The result of processing one update operation.
@@ -54,6 +59,8 @@ pub struct Processed {
     pub set: Option<Uuid>,
     /// Entries in it.
     pub entries: usize,
+    /// Clair v2/v3 notifications created (one per changed vulnerability naming a manifest).
+    pub legacy: usize,
 }
 
 struct Manifests {
@@ -85,10 +92,25 @@ pub struct Engine {
     recent: std::sync::Mutex<std::collections::VecDeque<Processed>>,
     /// Woken when another process imported an update operation (see `follow_store_events`).
     work_available: Arc<Notify>,
+    /// The page-token key, read from (or first stored in) the store once.
+    tokens: tokio::sync::OnceCell<PageTokens>,
+    /// The change sets and layer tables v2/v3 pages were last computed from: a client pages
+    /// through one notification after another of one operation, and decoding a large change set
+    /// per page would dominate the request.
+    legacy_cache: std::sync::Mutex<Vec<(Uuid, Arc<LegacyOperation>)>>,
 }
 
 /// Manifests decoded at a time while rebuilding the index at start (bounds the start-up peak).
 const REBUILD_PAGE: usize = 100;
+
+/// What v2/v3 pages of one operation are computed from.
+struct LegacyOperation {
+    change_set: ChangeSet,
+    layers: HashMap<Digest, (u32, String)>,
+}
+
+/// Operations kept in the v2/v3 page cache.
+const LEGACY_CACHE: usize = 8;
 
 /// How many results [`Engine::processed`] remembers.
 const RECENT: usize = 1024;
@@ -137,6 +159,8 @@ impl Engine {
             sets_created: Arc::new(Notify::new()),
             recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
             work_available: Arc::new(Notify::new()),
+            tokens: tokio::sync::OnceCell::new(),
+            legacy_cache: std::sync::Mutex::new(Vec::new()),
         };
         engine.refresh_vulnerabilities().await?;
         let stats = engine.index_stats()?;
@@ -526,6 +550,10 @@ impl Engine {
         } else {
             v4_entries(&change_set, &vulns, self.cfg.v4)
         };
+        let legacy = match silent {
+            true => None,
+            false => Some(self.legacy_notifications(&change_set, &vulns).await?),
+        };
         let notifications = (!entries.is_empty()).then(|| NewNotificationSet {
             id: Uuid::new_v4(),
             updater: updater.to_string(),
@@ -540,6 +568,7 @@ impl Engine {
             changes: change_set.changes.len(),
             set: notifications.as_ref().map(|s| s.id),
             entries: notifications.as_ref().map_or(0, |s| s.entries.len()),
+            legacy: legacy.as_ref().map_or(0, |l| l.notifications.len()),
         };
         self.store
             .commit_processed(&ProcessedUpdate {
@@ -548,6 +577,7 @@ impl Engine {
                 cur,
                 change_set,
                 notifications,
+                legacy,
             })
             .await?;
         let secs = started.elapsed().as_secs_f64();
@@ -565,10 +595,175 @@ impl Engine {
             changes = processed.changes,
             set = ?processed.set,
             entries = processed.entries,
+            legacy = processed.legacy,
             seconds = secs,
             "update operation processed"
         );
         Ok(processed)
+    }
+
+    /// The v2/v3 notifications of a change set: one per change that names a manifest, and the
+    /// layer table fixing each named manifest's index (its id now) and display name.
+    async fn legacy_notifications(
+        &self,
+        cs: &ChangeSet,
+        vulns: &HashMap<VulnId, Vulnerability>,
+    ) -> Result<NewLegacyNotifications, EngineError> {
+        let mut notifications = Vec::new();
+        let mut named: std::collections::BTreeSet<&Digest> = std::collections::BTreeSet::new();
+        for (i, c) in cs.changes.iter().enumerate() {
+            if !legacy::is_notified(c) {
+                continue;
+            }
+            let v = c
+                .new
+                .as_ref()
+                .or(c.old.as_ref())
+                .and_then(|id| vulns.get(id))
+                .ok_or_else(|| {
+                    EngineError::Inconsistent(format!(
+                        "change {i} of operation {} names no stored vulnerability",
+                        cs.cur
+                    ))
+                })?;
+            let change = u32::try_from(i).map_err(|_| {
+                EngineError::Inconsistent(format!("operation {} has over 2^32 changes", cs.cur))
+            })?;
+            notifications.push(NewLegacyNotification {
+                name: legacy::notification_name(cs.cur, &v.identity()),
+                change,
+            });
+            named.extend(c.old_affected.iter().chain(&c.new_affected));
+        }
+        let ids: HashMap<&Digest, ManifestId> = {
+            let g = self.manifests.read().map_err(|_| lock_poisoned())?;
+            g.digests
+                .iter()
+                .filter_map(|(id, d)| named.get(d).map(|k| (*k, *id)))
+                .collect()
+        };
+        let mut layers = Vec::with_capacity(named.len());
+        for d in named {
+            // The change set was computed from this index a moment ago, under the processing
+            // lock, so every digest it names is still there.
+            let index = *ids.get(d).ok_or_else(|| {
+                EngineError::Inconsistent(format!("manifest {d} left the index during processing"))
+            })?;
+            let name = match &self.cfg.legacy_layer_label {
+                Some(label) => self
+                    .store
+                    .get_manifest(d)
+                    .await?
+                    .and_then(|m| m.labels.get(label).cloned())
+                    .unwrap_or_else(|| d.to_string()),
+                None => d.to_string(),
+            };
+            layers.push(LegacyLayer {
+                digest: d.clone(),
+                index,
+                name,
+            });
+        }
+        Ok(NewLegacyNotifications {
+            notifications,
+            layers,
+            created_at: now(),
+        })
+    }
+
+    /// The key that signs v2/v3 page tokens, shared by every process on the store.
+    pub async fn page_tokens(&self) -> Result<&PageTokens, EngineError> {
+        self.tokens
+            .get_or_try_init(|| async {
+                use rand::RngCore;
+                let mut candidate = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut candidate);
+                let key = self.store.secret(legacy::TOKEN_SECRET, &candidate).await?;
+                Ok(PageTokens::new(key))
+            })
+            .await
+    }
+
+    async fn legacy_operation(&self, op: Uuid) -> Result<Arc<LegacyOperation>, EngineError> {
+        if let Ok(cache) = self.legacy_cache.lock() {
+            if let Some((_, o)) = cache.iter().find(|(id, _)| *id == op) {
+                return Ok(Arc::clone(o));
+            }
+        }
+        let change_set = self.store.change_set(op).await?.ok_or_else(|| {
+            EngineError::Inconsistent(format!(
+                "update operation {op} has v2/v3 notifications but no change set"
+            ))
+        })?;
+        let layers = legacy::layer_map(&self.store.legacy_layers(op).await?);
+        let loaded = Arc::new(LegacyOperation { change_set, layers });
+        if let Ok(mut cache) = self.legacy_cache.lock() {
+            if cache.len() == LEGACY_CACHE {
+                cache.remove(0);
+            }
+            cache.push((op, Arc::clone(&loaded)));
+        }
+        Ok(loaded)
+    }
+
+    /// One page of a v2/v3 notification: up to `limit` manifests of each stream from its cursor.
+    /// `None` when no such notification exists (a read one still pages).
+    pub async fn legacy_page(
+        &self,
+        name: Uuid,
+        old: Cursor,
+        new: Cursor,
+        limit: usize,
+    ) -> Result<Option<LegacyPage>, EngineError> {
+        let Some(notification) = self.store.legacy_notification(name).await? else {
+            return Ok(None);
+        };
+        let op = self.legacy_operation(notification.operation).await?;
+        let change = usize::try_from(notification.change)
+            .ok()
+            .and_then(|i| op.change_set.changes.get(i))
+            .ok_or_else(|| {
+                EngineError::Inconsistent(format!(
+                    "v2/v3 notification {name} points at change {} of operation {}, which has {}",
+                    notification.change,
+                    notification.operation,
+                    op.change_set.changes.len()
+                ))
+            })?;
+        let ids: Vec<VulnId> = change.old.iter().chain(&change.new).cloned().collect();
+        let vulns: HashMap<VulnId, Vulnerability> = self
+            .store
+            .vulnerabilities(&ids)
+            .await?
+            .into_iter()
+            .collect();
+        let side = |id: &Option<VulnId>, affected: &[Digest], from: Cursor| {
+            let Some(id) = id else { return Ok(None) };
+            let v = vulns.get(id).ok_or_else(|| {
+                EngineError::Inconsistent(format!(
+                    "v2/v3 notification {name}: vulnerability {id} is not stored"
+                ))
+            })?;
+            let all = legacy::stream(affected, &op.layers).map_err(|e| {
+                EngineError::Inconsistent(format!("v2/v3 notification {name}: {e}"))
+            })?;
+            let (layers, next) = legacy::page(&all, from, limit);
+            Ok::<_, EngineError>(Some(StreamPage {
+                vulnerability: LegacyVulnerability::of(v),
+                layers,
+                next,
+            }))
+        };
+        Ok(Some(LegacyPage {
+            old: side(&change.old, &change.old_affected, old)?,
+            new: side(&change.new, &change.new_affected, new)?,
+            notification,
+        }))
+    }
+
+    /// Marks a v2/v3 notification read (v2 `DELETE`, v3 `MarkNotificationAsRead`).
+    pub async fn mark_legacy_read(&self, name: Uuid) -> Result<MarkRead, EngineError> {
+        Ok(self.store.mark_legacy_read(name, now()).await?)
     }
 
     /// The result of processing `operation`, when this process processed it recently.

@@ -14,10 +14,16 @@
 //! by one compare-and-set transaction ([`tocsin_store::Store::commit_processed`]), so a crash at
 //! any point followed by a restart neither loses nor duplicates a set, and several processors
 //! never both commit one operation.
+//!
+//! Clair v2/v3 notifications ([`legacy`]) are committed in the same transaction — one name per
+//! changed vulnerability that names a manifest, pointing at its change, plus the layer table that
+//! fixes each manifest's index — and their pages are projected from the stored change set on
+//! request ([`Engine::legacy_page`]), never recomputed from the index.
 #![deny(missing_docs)]
 
 mod detect;
 mod engine;
+pub mod legacy;
 pub mod projection;
 
 pub use engine::{Engine, EngineConfig, FirstUpdate, Processed};

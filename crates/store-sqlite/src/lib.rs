@@ -27,6 +27,11 @@
 //! - **Schema migrations** are an ordered list applied at open, each in its own transaction with
 //!   its `schema_migrations` row; re-opening is a no-op, a newer schema is refused.
 //!
+//! - **Clair v2/v3 notifications** (schema version 3) are rows naming one change of a stored
+//!   change set, written in the processing commit, plus a per-operation layer table that fixes each
+//!   manifest's index and name; the v2 webhook leases them like outbox receipts. Shared secrets
+//!   (the page-token key) are a table written with insert-if-absent.
+//!
 //! - **The manifest change feed** is a table with one row per manifest id, rewritten under a
 //!   fresh AUTOINCREMENT `seq` in the same transaction as the put or delete it records; the
 //!   schema migration that added it seeded it with the manifests already stored.
@@ -41,6 +46,7 @@
 
 mod convert;
 mod feeds;
+mod legacy;
 mod manifests;
 mod outbox;
 mod schema;
@@ -59,9 +65,10 @@ use tocsin_model::notification::{Notification, ReceiptStatus};
 use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::Digest;
 use tocsin_store::{
-    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, ManifestChange, ManifestId,
-    ManifestSummary, NewNotificationSet, NotificationSetInfo, ProcessedUpdate, PutOutcome, Result,
-    Store, StoreError, UpdaterInfo,
+    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, LegacyDeliveryOutcome,
+    LegacyDeliveryTask, LegacyLayer, LegacyNotification, ManifestChange, ManifestId,
+    ManifestSummary, MarkRead, NewNotificationSet, NotificationSetInfo, ProcessedUpdate,
+    PutOutcome, Result, Store, StoreError, UpdaterInfo,
 };
 use uuid::Uuid;
 
@@ -427,6 +434,66 @@ impl Store for SqliteStore {
     async fn backlog(&self) -> Result<Backlog> {
         self.blocking("backlog", |db| db.with_reader(outbox::backlog))
             .await
+    }
+
+    async fn legacy_notification(&self, name: Uuid) -> Result<Option<LegacyNotification>> {
+        self.blocking("legacy_notification", move |db| {
+            db.with_reader(|c| legacy::get(c, name))
+        })
+        .await
+    }
+
+    async fn legacy_notifications(&self, operation: Uuid) -> Result<Vec<LegacyNotification>> {
+        self.blocking("legacy_notifications", move |db| {
+            db.with_reader(|c| legacy::of_operation(c, operation))
+        })
+        .await
+    }
+
+    async fn legacy_layers(&self, operation: Uuid) -> Result<Vec<LegacyLayer>> {
+        self.blocking("legacy_layers", move |db| {
+            db.with_reader(|c| legacy::layers(c, operation))
+        })
+        .await
+    }
+
+    async fn mark_legacy_read(&self, name: Uuid, now: OffsetDateTime) -> Result<MarkRead> {
+        self.blocking("mark_legacy_read", move |db| {
+            db.with_writer(|c| legacy::mark_read(c, name, now))
+        })
+        .await
+    }
+
+    async fn claim_legacy_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<LegacyDeliveryTask>> {
+        self.blocking("claim_legacy_deliveries", move |db| {
+            db.with_writer(|c| legacy::claim(c, now, lease_for, limit))
+        })
+        .await
+    }
+
+    async fn record_legacy_delivery(
+        &self,
+        task: &LegacyDeliveryTask,
+        outcome: LegacyDeliveryOutcome,
+    ) -> Result<()> {
+        let task = task.clone();
+        self.blocking("record_legacy_delivery", move |db| {
+            db.with_writer(|c| legacy::record(c, &task, outcome))
+        })
+        .await
+    }
+
+    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
+        let (name, candidate) = (name.to_string(), candidate.to_vec());
+        self.blocking("secret", move |db| {
+            db.with_writer(|c| legacy::secret(c, &name, &candidate))
+        })
+        .await
     }
 
     async fn collect_garbage(

@@ -73,6 +73,7 @@ pub(crate) struct EncodedProcessed {
     cur: Uuid,
     change_set: String,
     set: Option<EncodedSet>,
+    legacy: Option<crate::legacy::EncodedLegacy>,
 }
 
 /// Checks that the parts of a [`ProcessedUpdate`] describe one step of one updater, then encodes
@@ -102,6 +103,11 @@ pub(crate) fn encode_processed(p: &ProcessedUpdate) -> Result<EncodedProcessed> 
         change_set: serde_json::to_string(cs)
             .map_err(|e| StoreError::Invalid(format!("change set of operation {}: {e}", p.cur)))?,
         set: p.notifications.as_ref().map(encode_set).transpose()?,
+        legacy: p
+            .legacy
+            .as_ref()
+            .map(|l| crate::legacy::encode(l, p.cur, cs.changes.len()))
+            .transpose()?,
     })
 }
 
@@ -222,6 +228,9 @@ pub(crate) fn commit_processed(conn: &mut Connection, p: &EncodedProcessed) -> R
     .ctx("commit_processed: storing the change set")?;
     if let Some(set) = &p.set {
         insert_set(&tx, set)?;
+    }
+    if let Some(legacy) = &p.legacy {
+        crate::legacy::insert(&tx, op, legacy)?;
     }
     tx.execute(
         "UPDATE updater SET processed_op = ?1 WHERE name = ?2",
@@ -834,6 +843,7 @@ pub(crate) fn collect_garbage(
             [cutoff],
         )
         .ctx("collect_garbage: removing notification sets")?;
+    crate::legacy::collect(&tx, cutoff)?;
     let vulnerabilities = tx
         .execute(
             "DELETE FROM vulnerability WHERE NOT EXISTS (

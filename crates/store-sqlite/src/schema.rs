@@ -136,6 +136,42 @@ CREATE TABLE manifest_change (
 );
 INSERT INTO manifest_change (id, digest, deleted) SELECT id, digest, 0 FROM manifest ORDER BY id;
 "#,
+    // 3: Clair v2/v3 notifications (see `legacy`). A notification is a name pointing at one
+    // change of an operation's stored change set, so it holds no content; `legacy_layer` fixes,
+    // per operation, each named manifest's index and display name at processing time (no foreign
+    // key to `manifest`: the manifest may be deleted while its notifications live on).
+    // `next_send_at` NULL means "never send again" (read, or renotifying is off); the partial
+    // index keeps the v2 webhook's due scan to unread notifications. `secret` holds values every
+    // process must share, such as the page-token signing key.
+    r#"
+CREATE TABLE legacy_notification (
+    name         TEXT    PRIMARY KEY,
+    op           INTEGER NOT NULL REFERENCES operation(seq),
+    change       INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    notified_at  INTEGER,
+    deleted_at   INTEGER,
+    next_send_at INTEGER,
+    lease_id     TEXT,
+    lease_until  INTEGER,
+    UNIQUE (op, change)
+);
+CREATE INDEX legacy_notification_due ON legacy_notification(next_send_at)
+    WHERE deleted_at IS NULL;
+
+CREATE TABLE legacy_layer (
+    op     INTEGER NOT NULL REFERENCES operation(seq),
+    digest TEXT    NOT NULL,
+    idx    INTEGER NOT NULL,
+    name   TEXT    NOT NULL,
+    PRIMARY KEY (op, digest)
+) WITHOUT ROWID;
+
+CREATE TABLE secret (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -424,6 +424,7 @@ async fn a_hundred_thousand_entry_set_commits_quickly_and_pages_completely() {
             channels: vec!["webhook".into(), "amqp".into()],
             created_at: now(),
         }),
+        legacy: None,
     };
     let started = Instant::now();
     store.commit_processed(&p).await.unwrap();

@@ -57,8 +57,9 @@ use tocsin_model::{Digest, Severity};
 use uuid::Uuid;
 
 use crate::{
-    Attempt, AttemptOutcome, Backlog, DeliveryTask, ImportOutcome, ManifestChange, ManifestId,
-    NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
+    Attempt, AttemptOutcome, Backlog, DeliveryTask, ImportOutcome, LegacyDeliveryOutcome,
+    LegacyLayer, ManifestChange, ManifestId, MarkRead, NewLegacyNotification,
+    NewLegacyNotifications, NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
 };
 
 /// Runs one behaviour on a fresh multi-threaded runtime (so blocking-pool backends and
@@ -175,6 +176,13 @@ macro_rules! store_conformance_suite {
             commit_processed_concurrent_one_wins,
             claim_concurrent_claimers_disjoint,
             events_follow_commits,
+            legacy_commit_and_read,
+            legacy_rejects_bad_parts,
+            legacy_mark_read,
+            legacy_claim_and_record,
+            legacy_lost_lease_conflict,
+            legacy_gc_removes_old_read,
+            secret_first_writer_wins,
         );
     };
 }
@@ -387,6 +395,7 @@ pub fn processed(
             operation: Some(cur),
             ..new_set(id, n, channels, t(0))
         }),
+        legacy: None,
     }
 }
 
@@ -2235,4 +2244,393 @@ pub async fn events_follow_commits(store: &dyn Store) {
     expect(&mut rx, crate::StoreEvent::SetCreated).await;
     assert!(store.delete_manifest(&digest(1)).await.unwrap());
     expect(&mut rx, crate::StoreEvent::ManifestChanged).await;
+}
+
+// ---- Clair v2/v3 notifications ------------------------------------------------------------------
+
+/// A processed update whose change set has `changes` changes, with one v2/v3 notification per
+/// change (named `base + i`) and layers for digests 1..=3 (index 10 + n).
+pub fn processed_with_legacy(
+    updater: &str,
+    prev: Option<Uuid>,
+    cur: Uuid,
+    changes: u32,
+    base: u128,
+    created_at: OffsetDateTime,
+) -> ProcessedUpdate {
+    let mut p = processed(updater, prev, cur, None);
+    p.change_set.changes = (0..changes)
+        .map(|i| VulnChange {
+            old: None,
+            new: Some(vuln(updater, &format!("DSA-{i}-1"), "1.0").id()),
+            old_affected: vec![],
+            new_affected: vec![digest(1), digest(2 + i % 2)],
+        })
+        .collect();
+    p.legacy = Some(NewLegacyNotifications {
+        notifications: (0..changes)
+            .map(|i| NewLegacyNotification {
+                name: Uuid::from_u128(base + u128::from(i)),
+                change: i,
+            })
+            .collect(),
+        layers: (1..=3)
+            .map(|n| LegacyLayer {
+                digest: digest(n),
+                index: 10 + n,
+                name: format!("registry.test/app:{n}"),
+            })
+            .collect(),
+        created_at,
+    });
+    p
+}
+
+/// Committed v2/v3 notifications read back with their operation, change and times; the layers
+/// come back in digest order; unknown names and operations are empty.
+pub async fn legacy_commit_and_read(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    let op2 = import(store, "debian", "fp-2", &[], t(60)).await;
+    store
+        .commit_processed(&processed_with_legacy("debian", None, op1, 3, 100, t(5)))
+        .await
+        .unwrap();
+    store
+        .commit_processed(&processed_with_legacy(
+            "debian",
+            Some(op1),
+            op2,
+            1,
+            200,
+            t(65),
+        ))
+        .await
+        .unwrap();
+    let n = store
+        .legacy_notification(Uuid::from_u128(101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (n.updater.as_str(), n.operation, n.change, n.created_at),
+        ("debian", op1, 1, t(5))
+    );
+    assert_eq!((n.notified_at, n.deleted_at), (None, None));
+    let all = store.legacy_notifications(op1).await.unwrap();
+    assert_eq!(
+        all.iter().map(|n| (n.name, n.change)).collect::<Vec<_>>(),
+        vec![
+            (Uuid::from_u128(100), 0),
+            (Uuid::from_u128(101), 1),
+            (Uuid::from_u128(102), 2)
+        ]
+    );
+    assert_eq!(store.legacy_notifications(op2).await.unwrap().len(), 1);
+    let layers = store.legacy_layers(op1).await.unwrap();
+    assert_eq!(
+        layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.index, l.name.clone()))
+            .collect::<Vec<_>>(),
+        (1..=3)
+            .map(|n| (digest(n), 10 + n, format!("registry.test/app:{n}")))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.legacy_notification(Uuid::from_u128(7)).await.unwrap(),
+        None
+    );
+    assert!(store
+        .legacy_notifications(Uuid::from_u128(7))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .legacy_layers(Uuid::from_u128(7))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A notification pointing past the change set, or listed twice, or a layer listed twice, is
+/// refused and nothing of the commit is written; a name already used is a Conflict.
+pub async fn legacy_rejects_bad_parts(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    let op2 = import(store, "debian", "fp-2", &[], t(60)).await;
+    let mut past_end = processed_with_legacy("debian", None, op1, 2, 100, t(0));
+    if let Some(l) = past_end.legacy.as_mut() {
+        l.notifications[1].change = 2;
+    }
+    let mut twice = processed_with_legacy("debian", None, op1, 2, 100, t(0));
+    if let Some(l) = twice.legacy.as_mut() {
+        l.notifications[1].name = l.notifications[0].name;
+    }
+    let mut layer_twice = processed_with_legacy("debian", None, op1, 2, 100, t(0));
+    if let Some(l) = layer_twice.legacy.as_mut() {
+        let first = l.layers[0].clone();
+        l.layers.push(first);
+    }
+    for (what, p) in [
+        ("change past the end", past_end),
+        ("name twice", twice),
+        ("layer twice", layer_twice),
+    ] {
+        let err = store.commit_processed(&p).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{what}: {err}");
+        assert_eq!(store.change_set(op1).await.unwrap(), None, "{what}");
+        assert!(store.legacy_notifications(op1).await.unwrap().is_empty());
+    }
+    store
+        .commit_processed(&processed_with_legacy("debian", None, op1, 1, 100, t(0)))
+        .await
+        .unwrap();
+    let err = store
+        .commit_processed(&processed_with_legacy(
+            "debian",
+            Some(op1),
+            op2,
+            1,
+            100,
+            t(60),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(store.change_set(op2).await.unwrap(), None);
+    assert_eq!(store.updaters().await.unwrap()[0].processed, Some(op1));
+}
+
+/// Marking read records the first time only; unknown names say so.
+pub async fn legacy_mark_read(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    store
+        .commit_processed(&processed_with_legacy("debian", None, op1, 2, 100, t(0)))
+        .await
+        .unwrap();
+    let name = Uuid::from_u128(100);
+    assert_eq!(
+        store.mark_legacy_read(name, t(10)).await.unwrap(),
+        MarkRead::Marked
+    );
+    assert_eq!(
+        store.mark_legacy_read(name, t(20)).await.unwrap(),
+        MarkRead::AlreadyRead
+    );
+    assert_eq!(
+        store
+            .mark_legacy_read(Uuid::from_u128(5), t(20))
+            .await
+            .unwrap(),
+        MarkRead::Unknown
+    );
+    let n = store.legacy_notification(name).await.unwrap().unwrap();
+    assert_eq!(n.deleted_at, Some(t(10)));
+    let other = store
+        .legacy_notification(Uuid::from_u128(101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.deleted_at, None);
+}
+
+/// The v2 webhook's schedule: due from creation, leased exclusively, re-sent at `renotify_at`
+/// until read, retried at `retry_at` after a failed send, never again once read.
+pub async fn legacy_claim_and_record(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    store
+        .commit_processed(&processed_with_legacy("debian", None, op1, 2, 100, t(10)))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_legacy_deliveries(t(9), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let tasks = store
+        .claim_legacy_deliveries(t(10), MINUTE, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| t.name).collect::<Vec<_>>(),
+        vec![Uuid::from_u128(100), Uuid::from_u128(101)]
+    );
+    assert!(tasks.iter().all(|t| t.notified_at.is_none()));
+    // Leased: nobody else gets them until the lease ends.
+    assert!(store
+        .claim_legacy_deliveries(t(30), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .record_legacy_delivery(
+            &tasks[0],
+            LegacyDeliveryOutcome::Notified {
+                at: t(11),
+                renotify_at: Some(t(1000)),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_legacy_delivery(
+            &tasks[1],
+            LegacyDeliveryOutcome::Failed { retry_at: t(100) },
+        )
+        .await
+        .unwrap();
+    let n = store
+        .legacy_notification(tasks[0].name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.notified_at, Some(t(11)));
+    let again = store
+        .claim_legacy_deliveries(t(100), MINUTE, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|t| t.name).collect::<Vec<_>>(),
+        vec![Uuid::from_u128(101)]
+    );
+    store
+        .record_legacy_delivery(
+            &again[0],
+            LegacyDeliveryOutcome::Notified {
+                at: t(101),
+                renotify_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let renotify = store
+        .claim_legacy_deliveries(t(1000), MINUTE, 10)
+        .await
+        .unwrap();
+    assert_eq!(renotify.len(), 1, "101 is never re-sent (renotify off)");
+    assert_eq!(
+        (renotify[0].name, renotify[0].notified_at),
+        (Uuid::from_u128(100), Some(t(11)))
+    );
+    // Read during the send: it stays read and is never due again.
+    store
+        .mark_legacy_read(Uuid::from_u128(100), t(1001))
+        .await
+        .unwrap();
+    store
+        .record_legacy_delivery(
+            &renotify[0],
+            LegacyDeliveryOutcome::Notified {
+                at: t(1002),
+                renotify_at: Some(t(2000)),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .claim_legacy_deliveries(t(100_000), MINUTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let n = store
+        .legacy_notification(Uuid::from_u128(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (n.notified_at, n.deleted_at),
+        (Some(t(1002)), Some(t(1001)))
+    );
+}
+
+/// Recording under a lease that expired and was taken over is a Conflict and changes nothing.
+pub async fn legacy_lost_lease_conflict(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    store
+        .commit_processed(&processed_with_legacy("debian", None, op1, 1, 100, t(0)))
+        .await
+        .unwrap();
+    let first = store
+        .claim_legacy_deliveries(t(0), MINUTE, 1)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    // The lease ends at exactly t(60): a claim then succeeds.
+    let second = store
+        .claim_legacy_deliveries(t(60), MINUTE, 1)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    let err = store
+        .record_legacy_delivery(
+            &first[0],
+            LegacyDeliveryOutcome::Notified {
+                at: t(61),
+                renotify_at: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let n = store
+        .legacy_notification(first[0].name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.notified_at, None);
+    store
+        .record_legacy_delivery(
+            &second[0],
+            LegacyDeliveryOutcome::Notified {
+                at: t(62),
+                renotify_at: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Garbage collection removes notifications read before the retention cut-off, and an
+/// operation's layers with its last notification; unread ones stay.
+pub async fn legacy_gc_removes_old_read(store: &dyn Store) {
+    let op1 = import(store, "debian", "fp-1", &[], t(0)).await;
+    let op2 = import(store, "debian", "fp-2", &[], t(0)).await;
+    store
+        .commit_processed(&processed_with_legacy("debian", None, op1, 2, 100, t(0)))
+        .await
+        .unwrap();
+    store
+        .commit_processed(&processed_with_legacy(
+            "debian",
+            Some(op1),
+            op2,
+            1,
+            200,
+            t(0),
+        ))
+        .await
+        .unwrap();
+    for name in [100, 101, 200] {
+        store
+            .mark_legacy_read(Uuid::from_u128(name), t(if name == 200 { 500 } else { 10 }))
+            .await
+            .unwrap();
+    }
+    store.collect_garbage(t(100), MINUTE).await.unwrap();
+    assert!(store.legacy_notifications(op1).await.unwrap().is_empty());
+    assert!(store.legacy_layers(op1).await.unwrap().is_empty());
+    assert_eq!(store.legacy_notifications(op2).await.unwrap().len(), 1);
+    assert_eq!(store.legacy_layers(op2).await.unwrap().len(), 3);
+    // The change sets are the source of truth and stay.
+    assert!(store.change_set(op1).await.unwrap().is_some());
+}
+
+/// The first stored value of a secret is everyone's; later candidates are ignored.
+pub async fn secret_first_writer_wins(store: &dyn Store) {
+    let a = store.secret("page-token", b"first").await.unwrap();
+    let b = store.secret("page-token", b"second").await.unwrap();
+    let c = store.secret("other", b"third").await.unwrap();
+    assert_eq!(
+        (a.as_slice(), b.as_slice(), c.as_slice()),
+        (&b"first"[..], &b"first"[..], &b"third"[..])
+    );
 }

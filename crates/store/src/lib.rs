@@ -10,7 +10,13 @@
 //!   notification set, its outbox receipts and the updater's "processed" mark in one transaction,
 //!   and only if the mark still equals the caller's `prev` (compare-and-set). A crash before the
 //!   commit leaves the operation unprocessed; a second processor loses the race with
-//!   [`StoreError::Conflict`].
+//!   [`StoreError::Conflict`]. Clair v2/v3 notifications ([`NewLegacyNotifications`]) are part
+//!   of that same transaction: each is only a name pointing at one change of the stored change
+//!   set, plus the per-operation layer table that fixes each manifest's `Index`.
+//! - **v2/v3 state is small.** A legacy notification keeps just its times (created, notified,
+//!   read) and a delivery lease for the v2 webhook; its pages are computed from the change set.
+//!   Page tokens are signed with a key kept in the store ([`Store::secret`]), so any process
+//!   sharing the database accepts any other's tokens.
 //! - **Deliveries are claimed, not shared.** [`Store::claim_deliveries`] leases due receipts to one
 //!   worker; the lease expires so a crashed worker's work is picked up again (at-least-once), and
 //!   [`Store::record_attempt`] re-checks the receipt under the claim so a set deleted meanwhile is
@@ -161,6 +167,104 @@ pub struct ProcessedUpdate {
     pub change_set: ChangeSet,
     /// The notification set, when the change touched any manifest and notifying is on.
     pub notifications: Option<NewNotificationSet>,
+    /// The Clair v2/v3 notifications of this change set, when notifying is on.
+    pub legacy: Option<NewLegacyNotifications>,
+}
+
+// ---- Clair v2/v3 notifications ------------------------------------------------------------------
+
+/// One new Clair v2/v3 notification: one changed vulnerability of a processed update operation.
+///
+/// It stores no content of its own: the change it presents is the change set's entry at
+/// `change`, so v2/v3 pages are projections of the same stored change set as v4 entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLegacyNotification {
+    /// Its name on the wire (a UUID every process derives identically).
+    pub name: Uuid,
+    /// The position of its change in the change set's `changes`.
+    pub change: u32,
+}
+
+/// A manifest as v2/v3 present it (a "layer" in v2, an "ancestry" in v3), fixed when the change
+/// set was processed so that `Index` and `LayerName` never change afterwards, even when the
+/// manifest is later deleted or relabelled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegacyLayer {
+    /// The manifest.
+    pub digest: Digest,
+    /// Its stable, never reused index: the manifest's [`ManifestId`].
+    pub index: ManifestId,
+    /// The name shown to clients: the digest, or a configured label's value.
+    pub name: String,
+}
+
+/// What processing one update operation adds for Clair v2/v3 clients, committed with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewLegacyNotifications {
+    /// One per changed vulnerability that affects any manifest before or after.
+    pub notifications: Vec<NewLegacyNotification>,
+    /// Every manifest those changes name, each once.
+    pub layers: Vec<LegacyLayer>,
+    /// Creation time (v2's `Created`); also when the first webhook send is due.
+    pub created_at: OffsetDateTime,
+}
+
+/// A stored Clair v2/v3 notification with its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegacyNotification {
+    /// Name.
+    pub name: Uuid,
+    /// Updater.
+    pub updater: String,
+    /// The update operation whose change set holds its change.
+    pub operation: Uuid,
+    /// The change's position in that change set.
+    pub change: u32,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When the v2 webhook last delivered it.
+    pub notified_at: Option<OffsetDateTime>,
+    /// When a client marked it read (v2 `DELETE`, v3 `MarkNotificationAsRead`).
+    pub deleted_at: Option<OffsetDateTime>,
+}
+
+/// What [`Store::mark_legacy_read`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkRead {
+    /// Marked read now.
+    Marked,
+    /// It had been marked read before (the first time is kept).
+    AlreadyRead,
+    /// No such notification.
+    Unknown,
+}
+
+/// A v2 webhook send leased to one worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegacyDeliveryTask {
+    /// The notification.
+    pub name: Uuid,
+    /// When it was last delivered (a re-notification when set).
+    pub notified_at: Option<OffsetDateTime>,
+    /// Lease token: must be presented back to [`Store::record_legacy_delivery`].
+    pub lease: Uuid,
+}
+
+/// The outcome of one v2 webhook send (all its attempts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyDeliveryOutcome {
+    /// Delivered at `at`; send again at `renotify_at` unless read by then (`None`: never).
+    Notified {
+        /// When the receiver accepted it.
+        at: OffsetDateTime,
+        /// When to re-send it if it is still unread.
+        renotify_at: Option<OffsetDateTime>,
+    },
+    /// Every attempt failed: try again at `retry_at`.
+    Failed {
+        /// When the next send is due.
+        retry_at: OffsetDateTime,
+    },
 }
 
 /// A notification set's listing entry.
@@ -409,10 +513,45 @@ pub trait Store: Send + Sync + 'static {
     /// The delivery backlog by state.
     async fn backlog(&self) -> Result<Backlog>;
 
+    // ---- Clair v2/v3 notifications -------------------------------------------------------------
+
+    /// One v2/v3 notification, read or not; `None` when it never existed (or was collected).
+    async fn legacy_notification(&self, name: Uuid) -> Result<Option<LegacyNotification>>;
+    /// The v2/v3 notifications of an update operation, by change position.
+    async fn legacy_notifications(&self, operation: Uuid) -> Result<Vec<LegacyNotification>>;
+    /// The layers recorded for an update operation's v2/v3 notifications, in digest order.
+    async fn legacy_layers(&self, operation: Uuid) -> Result<Vec<LegacyLayer>>;
+    /// Marks a notification read: no more webhook sends; pages still work and show the time.
+    async fn mark_legacy_read(&self, name: Uuid, now: OffsetDateTime) -> Result<MarkRead>;
+    /// Leases up to `limit` unread notifications whose webhook send is due (`now` or earlier) and
+    /// that nobody else holds, oldest due first, for `lease_for`.
+    async fn claim_legacy_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<LegacyDeliveryTask>>;
+    /// Records a send's outcome and releases the lease, provided it still holds (else
+    /// [`StoreError::Conflict`], nothing written). A notification read meanwhile stays read and
+    /// is never due again.
+    async fn record_legacy_delivery(
+        &self,
+        task: &LegacyDeliveryTask,
+        outcome: LegacyDeliveryOutcome,
+    ) -> Result<()>;
+
+    // ---- secrets ------------------------------------------------------------------------------
+
+    /// The secret stored under `name`, storing `candidate` first when there is none, so that
+    /// every process sharing the database uses one value (e.g. the key that signs page tokens).
+    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
+
     // ---- housekeeping -------------------------------------------------------------------------
 
     /// Removes deleted sets, and delivered sets older than `delivered_retention`, with their
-    /// entries, receipts and attempts; and vulnerabilities no operation references any more.
+    /// entries, receipts and attempts; v2/v3 notifications read before `now -
+    /// delivered_retention` (and an operation's layers with its last one); and vulnerabilities
+    /// no operation references any more.
     ///
     /// Several processes may call this at once; an implementation shared between processes runs
     /// one collection at a time and returns zero counts to the callers it turned away.

@@ -177,6 +177,8 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
             config::FirstUpdate::Baseline => FirstUpdate::Baseline,
         },
         channels: channels(cfg),
+        // v2/v3 clients see manifest digests as layer names (no configuration key yet).
+        legacy_layer_label: None,
     }
 }
 
@@ -201,12 +203,6 @@ pub(crate) fn token_verifier(cfg: &Config) -> Option<tocsin_api::TokenVerifier> 
 
 /// The configured push channel, ready to deliver.
 pub(crate) async fn deliverer(cfg: &Config) -> Result<Option<Arc<dyn Deliverer>>> {
-    if cfg.legacy_webhook.is_some() {
-        bail!(
-            "clair.notifier (the Clair v2 webhook) is not available in this version of tocsin; \
-             configure notifier.webhook instead"
-        );
-    }
     match &cfg.notifier.channel {
         None => Ok(None),
         Some(Channel::Webhook(w)) => {
@@ -281,6 +277,32 @@ fn tls_files(t: &config::ClientTls) -> TlsFiles {
         root_ca: t.root_ca.clone(),
         identity: t.identity.as_ref().map(|i| (i.cert.clone(), i.key.clone())),
     }
+}
+
+/// Clair v2's webhook (`clair.notifier`), when configured, ready to send.
+pub(crate) async fn legacy_webhook(
+    cfg: &Config,
+) -> Result<Option<Arc<tocsin_deliver::webhook_v2::LegacyWebhook>>> {
+    let Some(l) = &cfg.legacy_webhook else {
+        return Ok(None);
+    };
+    let tls = l.tls.as_ref();
+    let wc = tocsin_deliver::webhook_v2::LegacyWebhookConfig {
+        attempts: l.attempts.get(),
+        renotify_interval: l.renotify_interval,
+        server_name: l.server_name.clone(),
+        root_ca: tls.and_then(|t| t.root_ca.clone()),
+        identity: tls
+            .and_then(|t| t.identity.as_ref())
+            .map(|i| (i.cert.clone(), i.key.clone())),
+        proxy: l.proxy.as_ref().map(|p| p.to_string()),
+        connect_timeout: cfg.tocsin.delivery.connect_timeout,
+        timeout: cfg.tocsin.delivery.timeout,
+        ..tocsin_deliver::webhook_v2::LegacyWebhookConfig::new(l.endpoint.as_str())
+    };
+    Ok(Some(Arc::new(
+        tocsin_deliver::webhook_v2::LegacyWebhook::new(wc).await?,
+    )))
 }
 
 /// Retry policy and worker options from `tocsin.delivery`.

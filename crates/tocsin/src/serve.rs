@@ -1,5 +1,6 @@
-//! `tocsin serve`: composes the store, the engine, the HTTP API, the update processor, the
-//! delivery worker and garbage collection, and stops them together.
+//! `tocsin serve`: composes the store, the engine, the HTTP API (with Clair v3's gRPC service on
+//! the same listener), the update processor, the delivery workers (v4 channel and Clair v2's
+//! webhook) and garbage collection, and stops them together.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +77,7 @@ pub async fn start(
 ) -> Result<Service> {
     // A channel that cannot be built fails the start before anything is created or migrated.
     let deliverer = crate::deliverer(cfg).await?;
+    let legacy_webhook = crate::legacy_webhook(cfg).await?;
     let store = crate::open_store(cfg).await?;
     let engine = Arc::new(
         Engine::open(store.clone(), crate::engine_config(cfg))
@@ -151,6 +153,15 @@ pub async fn start(
             tocsin_deliver::worker::run(st, deliverer, policy, opts, wake, token)
                 .await
                 .context("delivery worker")
+        });
+    }
+
+    // Clair v2's webhook: one POST per v2/v3 notification, on its own schedule.
+    if let Some(hook) = legacy_webhook {
+        let (st, token) = (store.clone(), stop.clone());
+        tasks.spawn(async move {
+            tocsin_deliver::webhook_v2::run(st, hook, token).await;
+            Ok(())
         });
     }
 

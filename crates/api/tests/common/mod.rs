@@ -69,6 +69,11 @@ impl TestApp {
         }
     }
 
+    /// The data directory of the app's store (to open a second "process" on it).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Sends one request.
     pub async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self
@@ -202,3 +207,92 @@ pub fn digest_n(i: u64) -> String {
 
 /// The jackson-databind buster IndexReport (old package versions, many Debian advisories).
 pub const JACKSON: &str = "inventories/clair/indexreport-buster-jackson-databind.json";
+
+/// An app with Clair v2's first-run behaviour (the first operation is a silent baseline), the
+/// jackson inventory under `copies + 1` digests, and the first three Debian snapshots imported.
+/// Returns the app and the operations processed after the baseline.
+pub async fn legacy_fixture(
+    data: &Path,
+    copies: u64,
+    engine: EngineConfig,
+) -> (TestApp, Vec<uuid::Uuid>) {
+    let app = TestApp::with(Options {
+        engine: EngineConfig {
+            first_update: tocsin_engine::FirstUpdate::Baseline,
+            ..engine
+        },
+        ..Default::default()
+    })
+    .await;
+    let jackson = read(&data.join(JACKSON));
+    for i in 0..=copies {
+        let d = digest_n(i);
+        app.put(
+            &format!("/api/v1/manifests/{d}"),
+            rekeyed_index_report(&jackson, &d),
+        )
+        .await
+        .expect(axum::http::StatusCode::CREATED);
+    }
+    let mut ops = Vec::new();
+    for (i, snap) in snapshots(data, "debian").iter().take(3).enumerate() {
+        app.put("/api/v1/updaters/osv/debian/snapshot", read(snap))
+            .await
+            .expect(axum::http::StatusCode::CREATED);
+        let op = processed_mark(&app, "osv/debian").await;
+        if i == 0 {
+            assert!(
+                app.engine
+                    .store()
+                    .legacy_notifications(op)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "the baseline operation creates no v2 notification"
+            );
+        } else {
+            ops.push(op);
+        }
+    }
+    // The real Debian sequence only adds advisories. An edited advisory (the same DSA with a new
+    // summary: the old and the new version affect the same manifests) comes from the real
+    // records of the advisories just notified, as a second updater's two snapshots.
+    let store = app.engine.store();
+    let cs = store.change_set(ops[0]).await.unwrap().unwrap();
+    let ids: Vec<_> = cs
+        .changes
+        .iter()
+        .filter(|c| !c.new_affected.is_empty())
+        .filter_map(|c| c.new.clone())
+        .take(2)
+        .collect();
+    let mut records = Vec::new();
+    for (_, v) in store.vulnerabilities(&ids).await.unwrap() {
+        let path = data.join("osv/debian").join(format!("{}.json", v.name));
+        let rec: serde_json::Value = serde_json::from_slice(&read(&path)).unwrap();
+        records.push(rec);
+    }
+    let mut edited = records.clone();
+    edited[0]["summary"] = format!("{} (revised)", edited[0]["summary"].as_str().unwrap()).into();
+    for (i, snapshot) in [records, edited].into_iter().enumerate() {
+        app.put(
+            "/api/v1/updaters/osv/debian-edited/snapshot",
+            serde_json::to_vec(&snapshot).unwrap(),
+        )
+        .await
+        .expect(axum::http::StatusCode::CREATED);
+        if i == 1 {
+            ops.push(processed_mark(&app, "osv/debian-edited").await);
+        }
+    }
+    (app, ops)
+}
+
+/// The updater's processed mark.
+pub async fn processed_mark(app: &TestApp, updater: &str) -> uuid::Uuid {
+    let info = app.engine.store().updaters().await.unwrap();
+    info.iter()
+        .find(|u| u.name == updater)
+        .and_then(|u| u.processed)
+        .unwrap_or_else(|| panic!("{updater} has a processed operation"))
+}
