@@ -19,6 +19,9 @@
 //!   - delivery: receipts are claimed `FOR UPDATE SKIP LOCKED` and leased in one transaction, so
 //!     no two processes deliver the same receipt; a dead process's leases expire and are taken
 //!     over;
+//!   - Clair v2/v3 notifications: written in `commit_processed`'s transaction; the v2 webhook's
+//!     sends are claimed and leased like receipts; shared secrets (the page-token key) are
+//!     first-writer-wins via `INSERT … ON CONFLICT DO NOTHING`, so every process signs alike;
 //!   - garbage collection: under `pg_try_advisory_xact_lock`, one process at a time (the others
 //!     get zero counts);
 //!   - the manifest change feed: writers hold an advisory lock from taking a `seq` to commit, so
@@ -44,6 +47,7 @@
 
 mod convert;
 mod feeds;
+mod legacy;
 mod listen;
 mod manifests;
 mod outbox;
@@ -65,9 +69,10 @@ use tocsin_model::notification::{Notification, ReceiptStatus};
 use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::Digest;
 use tocsin_store::{
-    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, ManifestChange, ManifestId,
-    ManifestSummary, NewNotificationSet, NotificationSetInfo, ProcessedUpdate, PutOutcome, Result,
-    Store, StoreError, StoreEvent, UpdaterInfo,
+    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, LegacyDeliveryOutcome,
+    LegacyDeliveryTask, LegacyLayer, LegacyNotification, ManifestChange, ManifestId,
+    ManifestSummary, MarkRead, NewNotificationSet, NotificationSetInfo, ProcessedUpdate,
+    PutOutcome, Result, Store, StoreError, StoreEvent, UpdaterInfo,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::config::SslMode;
@@ -411,6 +416,43 @@ impl Store for PgStore {
 
     async fn backlog(&self) -> Result<Backlog> {
         outbox::backlog(&self.client().await?).await
+    }
+
+    async fn legacy_notification(&self, name: Uuid) -> Result<Option<LegacyNotification>> {
+        legacy::get(&self.client().await?, name).await
+    }
+
+    async fn legacy_notifications(&self, operation: Uuid) -> Result<Vec<LegacyNotification>> {
+        legacy::of_operation(&self.client().await?, operation).await
+    }
+
+    async fn legacy_layers(&self, operation: Uuid) -> Result<Vec<LegacyLayer>> {
+        legacy::layers(&self.client().await?, operation).await
+    }
+
+    async fn mark_legacy_read(&self, name: Uuid, now: OffsetDateTime) -> Result<MarkRead> {
+        legacy::mark_read(&mut self.client().await?, name, now).await
+    }
+
+    async fn claim_legacy_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<LegacyDeliveryTask>> {
+        legacy::claim(&mut self.client().await?, now, lease_for, limit).await
+    }
+
+    async fn record_legacy_delivery(
+        &self,
+        task: &LegacyDeliveryTask,
+        outcome: LegacyDeliveryOutcome,
+    ) -> Result<()> {
+        legacy::record(&mut self.client().await?, task, outcome).await
+    }
+
+    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
+        legacy::secret(&self.client().await?, name, candidate).await
     }
 
     async fn collect_garbage(

@@ -91,6 +91,7 @@ pub(crate) struct EncodedProcessed {
     cur: Uuid,
     change_set: String,
     set: Option<EncodedSet>,
+    legacy: Option<crate::legacy::EncodedLegacy>,
 }
 
 /// Checks that the parts of a [`ProcessedUpdate`] describe one step of one updater, then encodes
@@ -120,6 +121,11 @@ pub(crate) fn encode_processed(p: &ProcessedUpdate) -> Result<EncodedProcessed> 
         change_set: serde_json::to_string(cs)
             .map_err(|e| StoreError::Invalid(format!("change set of operation {}: {e}", p.cur)))?,
         set: p.notifications.as_ref().map(encode_set).transpose()?,
+        legacy: p
+            .legacy
+            .as_ref()
+            .map(|l| crate::legacy::encode(l, p.cur, cs.changes.len()))
+            .transpose()?,
     })
 }
 
@@ -235,6 +241,9 @@ pub(crate) async fn commit_processed(c: &mut Client, p: &EncodedProcessed) -> Re
     }
     if let Some(set) = &p.set {
         insert_set(&tx, set).await?;
+    }
+    if let Some(legacy) = &p.legacy {
+        crate::legacy::insert(&tx, op, legacy).await?;
     }
     tx.execute(
         "UPDATE updater SET processed_op = $1 WHERE name = $2",
@@ -809,6 +818,7 @@ pub(crate) async fn collect_garbage(
         )
         .await
         .ctx("collect_garbage: removing notification sets")?;
+    crate::legacy::collect(&tx, cutoff).await?;
     // Exclusive: no import is between storing a body and linking it (see `feeds::import`).
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_VULNS])
         .await

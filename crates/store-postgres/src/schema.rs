@@ -43,7 +43,8 @@ pub(crate) const NOTIFY_CHANNEL: &str = "tocsin_events";
 ///   `FOR UPDATE SKIP LOCKED` plus a lease, so no two processes deliver the same receipt.
 /// - Children of a notification set cascade on delete so garbage collection is one statement.
 /// - Times are BIGINT Unix nanoseconds (see `convert`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE manifest (
     id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     digest       TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -142,7 +143,46 @@ CREATE TABLE attempt (
     dead_letter BOOLEAN NOT NULL
 );
 CREATE INDEX attempt_by_set ON attempt(set_seq, at, seq);
-"#];
+"#,
+    // 2: Clair v2/v3 notifications (see `legacy`). A notification is a name pointing at one
+    // change of an operation's stored change set, so it holds no content; `legacy_layer` fixes,
+    // per operation, each named manifest's index and display name at processing time (no foreign
+    // key to `manifest`: the manifest may be deleted while its notifications live on).
+    // `next_send_at` NULL means "never send again" (read, or renotifying is off); the partial
+    // indexes keep the v2 webhook's due scan to unread rows and garbage collection to read ones.
+    // `secret` holds values every process must share, such as the page-token signing key.
+    r#"
+CREATE TABLE legacy_notification (
+    name         UUID   PRIMARY KEY,
+    op           BIGINT NOT NULL REFERENCES operation(seq),
+    change       BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    notified_at  BIGINT,
+    deleted_at   BIGINT,
+    next_send_at BIGINT,
+    lease_id     UUID,
+    lease_until  BIGINT,
+    UNIQUE (op, change)
+);
+CREATE INDEX legacy_notification_due ON legacy_notification(next_send_at)
+    WHERE deleted_at IS NULL;
+CREATE INDEX legacy_notification_read ON legacy_notification(deleted_at)
+    WHERE deleted_at IS NOT NULL;
+
+CREATE TABLE legacy_layer (
+    op     BIGINT NOT NULL REFERENCES operation(seq),
+    digest TEXT COLLATE "C" NOT NULL,
+    idx    BIGINT NOT NULL,
+    name   TEXT   NOT NULL,
+    PRIMARY KEY (op, digest)
+);
+
+CREATE TABLE secret (
+    name  TEXT  PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+"#,
+];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
