@@ -13,6 +13,8 @@ use tocsin_model::notification::{Notification, Reason, VulnSummary};
 use tocsin_model::{Digest, Severity};
 use uuid::Uuid;
 
+pub mod node;
+
 pub const AMQP_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub use tocsin_testdata::dir as shared_data;
