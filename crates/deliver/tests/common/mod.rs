@@ -1,7 +1,7 @@
 //! Helpers shared by the broker tests: real entries, broker discovery, an independent AMQP
 //! consumer (lapin, used directly and not through the code under test).
 
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 use std::time::Duration;
 
