@@ -147,7 +147,7 @@ async fn callback_mode_sends_one_exact_message_and_reuses_its_channel() {
             props.app_id().as_ref().map(|s| s.as_str()),
             Some("clairV4-notifier")
         );
-        assert_eq!(*props.delivery_mode(), None, "persistent: false");
+        assert_eq!(*props.delivery_mode(), Some(1), "persistent: false");
     }
     cleanup(&ch, &ex).await;
 }

@@ -150,6 +150,7 @@ async fn callback_mode_is_seen_by_a_stomp_subscriber_and_by_amqp() {
         assert_eq!(m.get("content-type"), Some("application/json"));
         assert_eq!(m.get("destination"), Some(format!("/queue/{q}").as_str()));
         assert_eq!(m.get("tocsin-message-id"), Some(s.id.to_string().as_str()));
+        assert_eq!(m.get("persistent"), Some("true"));
     }
     sub.disconnect().await.unwrap();
     drop_queue(&ch, &q).await;
@@ -300,4 +301,40 @@ async fn heart_beats_keep_an_idle_connection_alive() {
         .await
         .unwrap();
     c.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn non_persistent_messages_carry_no_persistent_header() {
+    if !broker(PORT, "RabbitMQ STOMP") || !broker(5672, "RabbitMQ (AMQP)") {
+        return;
+    }
+    let conn = amqp_connection().await;
+    let ch = conn.create_channel().await.unwrap();
+    let q = queue(&ch).await;
+    let cb = Callback::new("http://tocsin.local/notifier/api/v1/notification/");
+    let mut cfg = config(&q, BrokerMode::Callback(cb.clone()));
+    cfg.persistent = false;
+    let d = StompDeliverer::new(cfg).unwrap();
+
+    // Seen by a STOMP subscriber: no `persistent:true` header.
+    let sub = StompConnection::connect(&options()).await.unwrap();
+    let mut rx = sub.subscribe(&format!("/queue/{q}")).await.unwrap();
+    let s = set(None);
+    assert!(d.deliver(&s).await.is_delivered());
+    let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("message within 5 s")
+        .expect("subscription open");
+    assert_eq!(&m.body[..], &cb.body(s.id)[..]);
+    assert_eq!(m.get("persistent"), None, "{:?}", m.headers);
+    sub.disconnect().await.unwrap();
+
+    // Seen through AMQP: RabbitMQ did not mark it persistent either.
+    let s = set(None);
+    assert!(d.deliver(&s).await.is_delivered());
+    let got = drain(&ch, &q, Duration::from_millis(300)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, cb.body(s.id));
+    assert_ne!(*got[0].1.delivery_mode(), Some(2), "not persistent");
+    drop_queue(&ch, &q).await;
 }

@@ -628,6 +628,9 @@ pub struct DeliveryTuning {
     pub workers: NonZeroUsize,
     /// How long a worker's claim on a delivery lasts; always longer than `timeout`.
     pub lease: Duration,
+    /// Broker messages are persistent (AMQP `delivery_mode: 2`, STOMP `persistent:true`), so
+    /// that a durable queue keeps them across a broker restart.
+    pub persistent: bool,
 }
 
 #[cfg(test)]

@@ -242,6 +242,7 @@ pub(crate) async fn deliverer(cfg: &Config) -> Result<Option<Arc<dyn Deliverer>>
             ac.tls = a.tls.as_ref().map(tls_files);
             ac.connect_timeout = cfg.tocsin.delivery.connect_timeout;
             ac.timeout = cfg.tocsin.delivery.timeout;
+            ac.persistent = cfg.tocsin.delivery.persistent;
             Ok(Some(Arc::new(AmqpDeliverer::new(ac)?)))
         }
         Some(Channel::Stomp(st)) => {
@@ -257,6 +258,7 @@ pub(crate) async fn deliverer(cfg: &Config) -> Result<Option<Arc<dyn Deliverer>>
             sc.tls = st.tls.as_ref().map(tls_files);
             sc.connect_timeout = cfg.tocsin.delivery.connect_timeout;
             sc.timeout = cfg.tocsin.delivery.timeout;
+            sc.persistent = cfg.tocsin.delivery.persistent;
             Ok(Some(Arc::new(StompDeliverer::new(sc)?)))
         }
     }

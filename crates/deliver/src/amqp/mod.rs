@@ -2,7 +2,7 @@
 //!
 //! Messages go to `exchange.name` (empty: the default exchange) with `routing_key`, properties
 //! `content_type: application/json` and `app_id: clairV4-notifier` as in Clair, plus
-//! `delivery_mode: 2` (persistent, unless configured otherwise) and a `message_id` of
+//! `delivery_mode: 2` (persistent; `1` when `tocsin.delivery.persistent` is false) and a `message_id` of
 //! `<set id>` (callback mode) or `<set id>/<block index>` (direct mode), so that a consumer can
 //! drop the duplicates an at-least-once retry may cause.
 //!
@@ -81,7 +81,8 @@ pub struct AmqpConfig {
     pub mode: BrokerMode,
     /// Certificates for `amqps://` brokers.
     pub tls: Option<TlsFiles>,
-    /// Publish with `delivery_mode: 2` so that messages in durable queues survive a broker restart.
+    /// Publish with `delivery_mode: 2` so that messages in durable queues survive a broker restart;
+    /// `false` publishes with `delivery_mode: 1` (transient).
     pub persistent: bool,
     /// Time allowed to connect to one broker (TCP, TLS and the AMQP handshake).
     pub connect_timeout: Duration,
@@ -355,13 +356,12 @@ impl AmqpDeliverer {
             } else {
                 set.id.to_string()
             };
-            let mut props = BasicProperties::default()
+            // Explicit either way (1 = transient), so a consumer never has to guess the default.
+            let props = BasicProperties::default()
                 .with_content_type(ShortString::from("application/json"))
                 .with_app_id(ShortString::from(APP_ID))
-                .with_message_id(ShortString::from(id));
-            if self.cfg.persistent {
-                props = props.with_delivery_mode(2);
-            }
+                .with_message_id(ShortString::from(id))
+                .with_delivery_mode(if self.cfg.persistent { 2 } else { 1 });
             let confirm = ch
                 .basic_publish(
                     &self.cfg.exchange.name,

@@ -1,7 +1,7 @@
 //! Helpers shared by the broker tests: real entries, broker discovery, an independent AMQP
 //! consumer (lapin, used directly and not through the code under test).
 
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ use tocsin_model::claircore::IndexReport;
 use tocsin_model::notification::{Notification, Reason, VulnSummary};
 use tocsin_model::{Digest, Severity};
 use uuid::Uuid;
+
+pub mod node;
 
 pub const AMQP_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 

@@ -160,6 +160,7 @@ pub(super) struct RawDelivery {
     pub dead_letter_after: Option<GoDuration>,
     pub workers: Option<u64>,
     pub lease: Option<GoDuration>,
+    pub persistent: Option<YamlBool>,
 }
 
 /// Clair v2/v3's `clair:` root. Only the notifier part matters to tocsin.

@@ -244,6 +244,7 @@ fn no_file_means_defaults() {
                 dead_letter_after: Duration::from_secs(168 * 3600),
                 workers: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
                 lease: Duration::from_secs(300),
+                persistent: true,
             },
             max_body_size: 256 << 20,
         }
@@ -282,6 +283,7 @@ tocsin:
     dead_letter_after: 24h
     workers: 8
     lease: 1m
+    persistent: false
   max_body_size: 1GiB
 "#);
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -304,6 +306,10 @@ tocsin:
     assert_eq!(t.delivery.dead_letter_after, Duration::from_secs(86400));
     assert_eq!(t.delivery.workers.get(), 8);
     assert_eq!(t.delivery.lease, Duration::from_secs(60));
+    assert!(
+        !t.delivery.persistent,
+        "tocsin.delivery.persistent: false switches it off"
+    );
     assert_eq!(t.max_body_size, 1 << 30);
 }
 
@@ -910,4 +916,28 @@ fn documented_example_loads() {
     assert!(matches!(config.notifier.channel, Some(Channel::Webhook(_))));
     assert!(config.psk.is_some());
     assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn broker_persistence_is_on_unless_switched_off_under_tocsin() {
+    assert!(ok("").0.tocsin.delivery.persistent, "default");
+    assert!(
+        ok("tocsin:\n  delivery:\n    persistent: true\n")
+            .0
+            .tocsin
+            .delivery
+            .persistent
+    );
+    let (config, warnings) = ok("tocsin:\n  delivery:\n    persistent: false\n");
+    assert!(!config.tocsin.delivery.persistent);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // Not a key of Clair's own sections, which reject unknown keys as Clair does.
+    let (message, _) = parse_error("notifier:\n  amqp:\n    persistent: false\n");
+    assert!(
+        message.contains("notifier.amqp: unknown field `persistent`"),
+        "{message}"
+    );
+    let (message, line) = parse_error("tocsin:\n  delivery:\n    persistent: maybe\n");
+    assert!(message.contains("tocsin.delivery.persistent"), "{message}");
+    assert_eq!(line, Some(3));
 }

@@ -831,6 +831,10 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
             ),
             workers,
             lease,
+            // Persistent unless switched off: losing queued notifications in a broker restart
+            // is the surprise, not the reverse. The key lives under `tocsin:` because Clair
+            // rejects unknown keys in its own `notifier.amqp`/`notifier.stomp` sections.
+            persistent: raw_delivery.persistent.is_none_or(|b| b.0),
         },
         max_body_size,
     }
