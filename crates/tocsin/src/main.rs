@@ -10,7 +10,7 @@ mod serve;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use tocsin_deliver::{
     AmqpConfig, AmqpDeliverer, AmqpExchange, BrokerMode, Callback, Deliverer, PskKey, RetryPolicy,
