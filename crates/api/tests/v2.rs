@@ -391,3 +391,35 @@ async fn send_to(router: &axum::Router, uri: &str) -> serde_json::Value {
         .unwrap();
     serde_json::from_slice(&body).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layer_names_come_from_the_configured_label() {
+    let Some(data) = data() else { return };
+    const N: u64 = 5;
+    let cfg = EngineConfig {
+        legacy_layer_label: Some("image".into()),
+        ..EngineConfig::default()
+    };
+    let (app, ops) = legacy_fixture(&data, N, cfg).await;
+    let name = names(app.engine.store().as_ref(), &ops).await[0];
+    let v = app
+        .get(&format!("/v1/notifications/{name}?limit=100"))
+        .await
+        .expect(StatusCode::OK);
+    let n = &v["Notification"];
+    let side = if n["New"].is_object() {
+        &n["New"]
+    } else {
+        &n["Old"]
+    };
+    let got: BTreeSet<String> = layers(side).into_iter().map(|(_, name)| name).collect();
+    // Every copy of the image is affected alike: labelled copies show the label, the others
+    // their digest.
+    let want: BTreeSet<String> = (0..=N)
+        .map(|i| match i % 2 {
+            0 => format!("registry.example/app:{i}"),
+            _ => digest_n(i),
+        })
+        .collect();
+    assert_eq!(got, want);
+}

@@ -599,6 +599,9 @@ pub struct Tocsin {
     pub first_update: FirstUpdate,
     /// Emit reason `changed` for still-affected manifests whose vulnerability changed.
     pub changed_reason: bool,
+    /// The manifest label whose value Clair v2/v3 show as a manifest's name (`LayerName`,
+    /// ancestry name) instead of its digest.
+    pub legacy_layer_label: Option<String>,
     /// Delivered notification sets are garbage-collected after this long.
     pub retention: Duration,
     /// How often garbage collection runs.

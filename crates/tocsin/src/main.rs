@@ -178,7 +178,7 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
         },
         channels: channels(cfg),
         // v2/v3 clients see manifest digests as layer names (no configuration key yet).
-        legacy_layer_label: None,
+        legacy_layer_label: cfg.tocsin.legacy_layer_label.clone(),
     }
 }
 

@@ -227,8 +227,14 @@ pub async fn legacy_fixture(
     let jackson = read(&data.join(JACKSON));
     for i in 0..=copies {
         let d = digest_n(i);
+        // Even copies carry an image label (for `legacy_layer_label`), odd ones none.
+        let label = if i % 2 == 0 {
+            format!("?label=image=registry.example/app:{i}")
+        } else {
+            String::new()
+        };
         app.put(
-            &format!("/api/v1/manifests/{d}"),
+            &format!("/api/v1/manifests/{d}{label}"),
             rekeyed_index_report(&jackson, &d),
         )
         .await

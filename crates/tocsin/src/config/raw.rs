@@ -143,6 +143,7 @@ pub(super) struct RawTocsin {
     pub data_dir: Option<String>,
     pub first_update: Option<FirstUpdate>,
     pub changed_reason: Option<YamlBool>,
+    pub legacy_layer_label: Option<String>,
     pub retention: Option<GoDuration>,
     pub gc_interval: Option<GoDuration>,
     pub process_interval: Option<GoDuration>,

@@ -233,6 +233,7 @@ fn no_file_means_defaults() {
         Tocsin {
             first_update: FirstUpdate::Notify,
             changed_reason: false,
+            legacy_layer_label: None,
             retention: Duration::from_secs(168 * 3600),
             gc_interval: Duration::from_secs(3600),
             process_interval: Duration::from_secs(5),
@@ -272,6 +273,7 @@ tocsin:
   data_dir: /var/lib/tocsin
   first_update: baseline
   changed_reason: true
+  legacy_layer_label: image
   retention: 72h
   gc_interval: 30m
   process_interval: 2s
@@ -296,6 +298,7 @@ tocsin:
     let t = &config.tocsin;
     assert_eq!(t.first_update, FirstUpdate::Baseline);
     assert!(t.changed_reason);
+    assert_eq!(t.legacy_layer_label.as_deref(), Some("image"));
     assert_eq!(t.retention, Duration::from_secs(72 * 3600));
     assert_eq!(t.gc_interval, Duration::from_secs(1800));
     assert_eq!(t.process_interval, Duration::from_secs(2));
@@ -940,4 +943,15 @@ fn broker_persistence_is_on_unless_switched_off_under_tocsin() {
     let (message, line) = parse_error("tocsin:\n  delivery:\n    persistent: maybe\n");
     assert!(message.contains("tocsin.delivery.persistent"), "{message}");
     assert_eq!(line, Some(3));
+}
+
+#[test]
+fn legacy_layer_label_must_be_a_label_key() {
+    for bad in ["\"\"", "\"image=x\""] {
+        let p = problems(&format!("tocsin:\n  legacy_layer_label: {bad}\n"));
+        assert!(
+            has_problem(&p, "tocsin.legacy_layer_label", "label key"),
+            "{p:?}"
+        );
+    }
 }

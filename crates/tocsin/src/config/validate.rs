@@ -809,9 +809,20 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
         }
         Some(raw::ByteSize(n)) => n,
     };
+    let legacy_layer_label = match raw.legacy_layer_label {
+        Some(l) if l.trim().is_empty() || l.contains('=') => {
+            c.problem(
+                "tocsin.legacy_layer_label",
+                "must be a label key (e.g. image), not empty and without '='",
+            );
+            None
+        }
+        other => other,
+    };
     Tocsin {
         first_update: raw.first_update.unwrap_or(FirstUpdate::Notify),
         changed_reason: flag(raw.changed_reason),
+        legacy_layer_label,
         retention: c.positive("tocsin.retention", raw.retention, DEFAULT_RETENTION),
         gc_interval: c.positive("tocsin.gc_interval", raw.gc_interval, DEFAULT_GC_INTERVAL),
         process_interval: c.positive(
