@@ -3,14 +3,16 @@
 //! Times are BIGINT Unix nanoseconds, as in the embedded store: "due" and "older than the
 //! retention" are integer comparisons, a caller's timestamp round-trips exactly (PostgreSQL's own
 //! `timestamptz` keeps only microseconds), and both backends agree on the representable range.
-use std::time::Duration;
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tocsin_store::StoreError;
 
 /// The result type used throughout the crate.
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The backend-neutral conversions, shared with the other store.
+pub(crate) use tocsin_store::codec::{
+    add_nanos, corrupt_json, from_nanos, from_opt_nanos, rfc3339, to_i64, to_nanos, to_u32, to_u64,
+};
 
 /// A PostgreSQL failure with the operation it happened in.
 #[derive(Debug, thiserror::Error)]
@@ -72,73 +74,10 @@ fn backend(context: String, cause: PgCause) -> StoreError {
     StoreError::Backend(Box::new(PgError { context, cause }))
 }
 
-/// A time as stored: Unix nanoseconds.
-pub(crate) fn to_nanos(t: OffsetDateTime, what: &str) -> Result<i64> {
-    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| {
-        StoreError::Invalid(format!(
-            "{what} {t} cannot be stored (times must lie between the years 1678 and 2261)"
-        ))
-    })
-}
-
-/// A stored time back as a UTC `OffsetDateTime`.
-pub(crate) fn from_nanos(n: i64, what: impl FnOnce() -> String) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
-        .map_err(|e| StoreError::Corrupt(format!("{}: timestamp {n}: {e}", what())))
-}
-
-/// An optional stored time.
-pub(crate) fn from_opt_nanos(
-    n: Option<i64>,
-    what: impl FnOnce() -> String,
-) -> Result<Option<OffsetDateTime>> {
-    n.map(|n| from_nanos(n, what)).transpose()
-}
-
-/// `t + d`, as stored.
-pub(crate) fn add_nanos(t: i64, d: Duration, what: &str) -> Result<i64> {
-    i64::try_from(d.as_nanos())
-        .ok()
-        .and_then(|d| t.checked_add(d))
-        .ok_or_else(|| {
-            StoreError::Invalid(format!("{what}: {d:?} after {t} ns is past the year 2261"))
-        })
-}
-
-/// RFC 3339 text of a time (the update operation's `date`).
-pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String> {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .map_err(|e| StoreError::Invalid(format!("time {t} has no RFC 3339 form: {e}")))
-}
-
-/// A row count or size as stored.
-pub(crate) fn to_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A stored count back as u64.
-pub(crate) fn to_u64(n: i64, what: impl FnOnce() -> String) -> Result<u64> {
-    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{}: negative count {n}", what())))
-}
-
-/// A stored attempt counter back as u32.
-pub(crate) fn to_u32(n: i64, what: impl FnOnce() -> String) -> Result<u32> {
-    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{}: count {n} out of range", what())))
-}
-
-/// JSON decoding failure of a stored value.
-pub(crate) fn corrupt_json(what: String, e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!(
-        "{what}: stored JSON does not decode (line {}, column {}): {e}",
-        e.line(),
-        e.column()
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use time::macros::datetime;
 
     #[test]

@@ -4,15 +4,16 @@
 //! retention" are then plain integer comparisons in SQL, and a caller's timestamp round-trips
 //! exactly. Ids are stored as hyphenated lower-case text so the database stays readable with the
 //! `sqlite3` shell.
-use std::time::Duration;
-
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tocsin_store::StoreError;
-use uuid::Uuid;
 
 /// The result type used throughout the crate.
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The backend-neutral conversions, shared with the other store.
+pub(crate) use tocsin_store::codec::{
+    add_nanos, corrupt_json, from_nanos, from_opt_nanos, parse_uuid, rfc3339, to_i64, to_nanos,
+    to_u64,
+};
 
 /// A SQLite failure with the operation it happened in.
 #[derive(Debug, thiserror::Error)]
@@ -53,74 +54,10 @@ impl<T> SqlContext<T> for rusqlite::Result<T> {
     }
 }
 
-/// A time as stored: Unix nanoseconds.
-pub(crate) fn to_nanos(t: OffsetDateTime, what: &str) -> Result<i64> {
-    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| {
-        StoreError::Invalid(format!(
-            "{what} {t} cannot be stored (times must lie between the years 1678 and 2261)"
-        ))
-    })
-}
-
-/// A stored time back as a UTC `OffsetDateTime`.
-pub(crate) fn from_nanos(n: i64, what: impl FnOnce() -> String) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
-        .map_err(|e| StoreError::Corrupt(format!("{}: timestamp {n}: {e}", what())))
-}
-
-/// An optional stored time.
-pub(crate) fn from_opt_nanos(
-    n: Option<i64>,
-    what: impl FnOnce() -> String,
-) -> Result<Option<OffsetDateTime>> {
-    n.map(|n| from_nanos(n, what)).transpose()
-}
-
-/// `t + d`, as stored.
-pub(crate) fn add_nanos(t: i64, d: Duration, what: &str) -> Result<i64> {
-    i64::try_from(d.as_nanos())
-        .ok()
-        .and_then(|d| t.checked_add(d))
-        .ok_or_else(|| {
-            StoreError::Invalid(format!("{what}: {d:?} after {t} ns is past the year 2261"))
-        })
-}
-
-/// RFC 3339 text of a time (the update operation's `date`).
-pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String> {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .map_err(|e| StoreError::Invalid(format!("time {t} has no RFC 3339 form: {e}")))
-}
-
-/// A stored UUID.
-pub(crate) fn parse_uuid(s: &str, what: impl FnOnce() -> String) -> Result<Uuid> {
-    Uuid::parse_str(s)
-        .map_err(|e| StoreError::Corrupt(format!("{}: {s:?} is not a UUID: {e}", what())))
-}
-
-/// A row count or size as stored.
-pub(crate) fn to_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A stored count back as u64.
-pub(crate) fn to_u64(n: i64, what: impl FnOnce() -> String) -> Result<u64> {
-    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{}: negative count {n}", what())))
-}
-
-/// JSON decoding failure of a stored value.
-pub(crate) fn corrupt_json(what: String, e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!(
-        "{what}: stored JSON does not decode (line {}, column {}): {e}",
-        e.line(),
-        e.column()
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use time::macros::datetime;
 
     #[test]

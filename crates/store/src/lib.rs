@@ -42,6 +42,7 @@ use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::Digest;
 use uuid::Uuid;
 
+pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
