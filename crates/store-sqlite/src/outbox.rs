@@ -1,5 +1,4 @@
 //! Processing commits, notification sets, the outbox of receipts, attempts and garbage collection.
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -7,8 +6,8 @@ use time::OffsetDateTime;
 use tocsin_model::change::ChangeSet;
 use tocsin_model::notification::{Notification, ReceiptStatus};
 use tocsin_store::{
-    Attempt, AttemptOutcome, Backlog, DeliveryTask, GcStats, NewNotificationSet,
-    NotificationSetInfo, ProcessedUpdate, Receipt, StoreError,
+    Attempt, AttemptOutcome, Backlog, DeliveryTask, GcStats, NotificationSetInfo, ProcessedUpdate,
+    Receipt, StoreError,
 };
 use uuid::Uuid;
 
@@ -20,51 +19,7 @@ use crate::feeds::op_seq;
 
 // ---- encoding (before the write lock) ------------------------------------------------------
 
-/// A notification set encoded for storage.
-pub(crate) struct EncodedSet {
-    id: Uuid,
-    updater: String,
-    operation: Option<Uuid>,
-    entries: Vec<String>,
-    channels: Vec<String>,
-    created_at: i64,
-}
-
-pub(crate) fn encode_set(s: &NewNotificationSet) -> Result<EncodedSet> {
-    let mut seen = BTreeSet::new();
-    for c in &s.channels {
-        if c.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "notification set {}: a channel name is empty",
-                s.id
-            )));
-        }
-        if !seen.insert(c.as_str()) {
-            return Err(StoreError::Invalid(format!(
-                "notification set {}: channel {c:?} is listed twice",
-                s.id
-            )));
-        }
-    }
-    let entries = s
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            serde_json::to_string(e).map_err(|err| {
-                StoreError::Invalid(format!("notification set {}: entry #{i}: {err}", s.id))
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(EncodedSet {
-        id: s.id,
-        updater: s.updater.clone(),
-        operation: s.operation,
-        entries,
-        channels: s.channels.clone(),
-        created_at: to_nanos(s.created_at, "notification set created_at")?,
-    })
-}
+pub(crate) use tocsin_store::codec::{encode_set, EncodedSet};
 
 /// A processed update encoded for storage.
 pub(crate) struct EncodedProcessed {

@@ -3,13 +3,14 @@
 //! Times are stored as Unix nanoseconds (comparisons such as "due" or "older than the
 //! retention" become integer comparisons in SQL, and a caller's timestamp round-trips exactly);
 //! counts as signed 64-bit integers; JSON bodies that fail to decode are [`StoreError::Corrupt`].
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Result, StoreError};
+use crate::{NewNotificationSet, Result, StoreError};
 
 /// A time as stored: Unix nanoseconds.
 pub fn to_nanos(t: OffsetDateTime, what: &str) -> Result<i64> {
@@ -79,4 +80,58 @@ pub fn corrupt_json(what: String, e: serde_json::Error) -> StoreError {
         e.line(),
         e.column()
     ))
+}
+
+/// A notification set encoded for storage.
+pub struct EncodedSet {
+    /// The set id.
+    pub id: Uuid,
+    /// The updater.
+    pub updater: String,
+    /// The update operation.
+    pub operation: Option<Uuid>,
+    /// Each entry as JSON, in page order.
+    pub entries: Vec<String>,
+    /// Channels to deliver on.
+    pub channels: Vec<String>,
+    /// Creation time, Unix nanoseconds.
+    pub created_at: i64,
+}
+
+/// Validates a new set (channel names non-empty and distinct) and encodes its entries, before
+/// any connection or lock is taken.
+pub fn encode_set(s: &NewNotificationSet) -> Result<EncodedSet> {
+    let mut seen = BTreeSet::new();
+    for c in &s.channels {
+        if c.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "notification set {}: a channel name is empty",
+                s.id
+            )));
+        }
+        if !seen.insert(c.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "notification set {}: channel {c:?} is listed twice",
+                s.id
+            )));
+        }
+    }
+    let entries = s
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            serde_json::to_string(e).map_err(|err| {
+                StoreError::Invalid(format!("notification set {}: entry #{i}: {err}", s.id))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(EncodedSet {
+        id: s.id,
+        updater: s.updater.clone(),
+        operation: s.operation,
+        entries,
+        channels: s.channels.clone(),
+        created_at: to_nanos(s.created_at, "notification set created_at")?,
+    })
 }
