@@ -76,10 +76,26 @@ impl Manifest {
     /// content a no-op.
     pub fn content_hash(&self) -> String {
         // serde_json of BTreeMaps and structs is deterministic, so this is a canonical encoding.
-        let bytes =
-            serde_json::to_vec(&(self.format, &self.labels, &self.report)).unwrap_or_default();
-        crate::sha256_hex(&bytes)
+        let labels = serde_json::to_string(&self.labels).unwrap_or_default();
+        let report = serde_json::to_string(&self.report).unwrap_or_default();
+        content_hash_of(self.format.as_str(), &labels, &report)
     }
+}
+
+/// [`Manifest::content_hash`] from the already serialised labels and report: the SHA-256 of the
+/// JSON array `[format, labels, report]`, so a store that has just encoded a manifest hashes those
+/// bytes instead of encoding the report a second time.
+pub fn content_hash_of(format: &str, labels_json: &str, report_json: &str) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(b"[\"");
+    h.update(format.as_bytes());
+    h.update(b"\",");
+    h.update(labels_json.as_bytes());
+    h.update(b",");
+    h.update(report_json.as_bytes());
+    h.update(b"]");
+    hex::encode(h.finalize())
 }
 
 /// One installed package, as the matching engine sees it.
@@ -99,6 +115,38 @@ pub struct InstalledPackage {
     pub normalized_version: String,
     /// The package's id within the report.
     pub package_id: String,
+}
+
+/// A borrowed view of an [`InstalledPackage`]'s matching fields, so the index can be fed from
+/// stored bytes without allocating a string per field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackageRef<'a> {
+    /// OSV ecosystem.
+    pub ecosystem: &'a str,
+    /// Binary (or language) package name.
+    pub name: &'a str,
+    /// Source package name, when known.
+    pub source_name: Option<&'a str>,
+    /// Installed version.
+    pub version: &'a str,
+    /// Architecture, or "".
+    pub arch: &'a str,
+    /// claircore normalized version, or "".
+    pub normalized_version: &'a str,
+}
+
+impl InstalledPackage {
+    /// The borrowed view of this package.
+    pub fn as_ref(&self) -> PackageRef<'_> {
+        PackageRef {
+            ecosystem: &self.ecosystem,
+            name: &self.name,
+            source_name: self.source_name.as_deref(),
+            version: &self.version,
+            arch: &self.arch,
+            normalized_version: &self.normalized_version,
+        }
+    }
 }
 
 /// The installed packages of a report that belong to a known ecosystem, found through each
@@ -167,6 +215,35 @@ pub fn installed_packages(report: &IndexReport) -> Vec<InstalledPackage> {
 mod tests {
     use super::*;
     use crate::claircore::{Distribution, Environment, Package, Repository};
+
+    #[test]
+    fn the_content_hash_is_the_hash_of_the_format_labels_report_triple() {
+        // Stores written before `content_hash_of` hashed serde_json's encoding of the tuple; the
+        // two must agree or every re-put after an upgrade would count as a change.
+        let mut report = IndexReport {
+            manifest_hash: "sha256:00".into(),
+            ..Default::default()
+        };
+        report.packages.insert(
+            "1".into(),
+            Package {
+                id: "1".into(),
+                name: "a\"b".into(),
+                ..Default::default()
+            },
+        );
+        for format in InventoryFormat::ALL {
+            let m = Manifest {
+                digest: Digest::sha256_of(b"x"),
+                labels: [("image".to_string(), "q/é:1".to_string())].into(),
+                format,
+                report: report.clone(),
+            };
+            let old =
+                crate::sha256_hex(&serde_json::to_vec(&(m.format, &m.labels, &m.report)).unwrap());
+            assert_eq!(m.content_hash(), old, "{format:?}");
+        }
+    }
 
     #[test]
     fn packages_take_their_ecosystem_from_environments() {
