@@ -46,9 +46,9 @@ use std::time::Duration;
 
 use time::macros::datetime;
 use time::OffsetDateTime;
-use tocsin_model::change::{ChangeSet, VulnChange};
+use tocsin_model::change::{ChangeSet, ManifestSet, VulnChange};
 use tocsin_model::claircore::{Distribution, Environment, IndexReport, Package};
-use tocsin_model::inventory::{InventoryFormat, Manifest};
+use tocsin_model::inventory::{installed_packages, InventoryFormat, Manifest};
 use tocsin_model::notification::{Notification, Reason, ReceiptStatus, VulnSummary};
 use tocsin_model::vuln::{
     Affected, Event, NameKind, OsvRange, PackageSpec, RangeKind, Vulnerability,
@@ -57,9 +57,10 @@ use tocsin_model::{Digest, Severity};
 use uuid::Uuid;
 
 use crate::{
-    Attempt, AttemptOutcome, Backlog, DeliveryTask, ImportOutcome, LegacyDeliveryOutcome,
-    LegacyLayer, ManifestChange, ManifestId, MarkRead, NewLegacyNotification,
-    NewLegacyNotifications, NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
+    Attempt, AttemptOutcome, Backlog, BulkItem, BulkOutcome, DeliveryTask, ImportOutcome,
+    LegacyDeliveryOutcome, LegacyLayer, ManifestChange, ManifestId, MarkRead,
+    NewLegacyNotification, NewLegacyNotifications, NewNotificationSet, ProcessedUpdate, PutOutcome,
+    Store, StoreError,
 };
 
 /// Runs one behaviour on a fresh multi-threaded runtime (so blocking-pool backends and
@@ -125,7 +126,11 @@ macro_rules! store_conformance_suite {
             manifest_delete,
             manifest_list_paging,
             manifest_ids_never_reused,
-            manifests_by_id_paging,
+            index_entries_paging,
+            index_entries_follow_replace_and_delete,
+            bulk_import_commits_whole,
+            bulk_import_is_all_or_nothing,
+            manifest_labels_by_id,
             manifest_feed_order,
             manifest_feed_records_created_replaced_deleted,
             manifest_feed_unchanged_put_writes_nothing,
@@ -363,19 +368,32 @@ pub async fn import(
     }
 }
 
+/// Manifests `ns` as a change set names them (id `n` stands for [`digest`]`(n)`).
+pub fn affected(ns: &[u32]) -> ManifestSet {
+    ns.iter().copied().collect()
+}
+
+/// Records `digest(n)` for every id `n` the change set names.
+pub fn name_digests(cs: &mut ChangeSet) {
+    cs.manifests = cs.named().iter().map(|n| (n, digest(n))).collect();
+}
+
 /// A change set for one step of `updater`, with one change.
 pub fn change_set(updater: &str, prev: Option<Uuid>, cur: Uuid) -> ChangeSet {
-    ChangeSet {
+    let mut cs = ChangeSet {
         updater: updater.into(),
         prev,
         cur,
         changes: vec![VulnChange {
             old: None,
             new: Some(vuln(updater, "DSA-1-1", "1.0").id()),
-            old_affected: vec![],
-            new_affected: vec![digest(1), digest(2)],
+            old_affected: affected(&[]),
+            new_affected: affected(&[1, 2]),
         }],
-    }
+        manifests: Default::default(),
+    };
+    name_digests(&mut cs);
+    cs
 }
 
 /// A processed update, with a notification set of `entries` entries on `channels` if any.
@@ -505,9 +523,9 @@ pub async fn manifest_delete(store: &dyn Store) {
         .map(|s| s.digest)
         .collect();
     assert_eq!(left, vec![digest(2)]);
-    let by_id = store.manifests_by_id(None, 10).await.unwrap();
+    let by_id = store.index_entries_after(None, 10).await.unwrap();
     assert_eq!(by_id.len(), 1);
-    assert_eq!(by_id[0].1.digest, digest(2));
+    assert_eq!(by_id[0].digest, digest(2));
 }
 
 /// Listing is in digest order, pages continue after the given digest, summaries are complete.
@@ -566,8 +584,9 @@ pub async fn manifest_ids_never_reused(store: &dyn Store) {
     );
 }
 
-/// `manifests_by_id` walks every manifest once in id order.
-pub async fn manifests_by_id_paging(store: &dyn Store) {
+/// `index_entries_after` walks every manifest once in id order, with the packages the index
+/// needs; `index_entries` returns the listed ones that exist, in id order.
+pub async fn index_entries_paging(store: &dyn Store) {
     let mut ids = Vec::new();
     for n in [40u32, 3, 17, 8, 25, 1, 33] {
         let (id, _) = store.put_manifest(&manifest(n), t(0)).await.unwrap();
@@ -577,18 +596,140 @@ pub async fn manifests_by_id_paging(store: &dyn Store) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.manifests_by_id(after, 3).await.unwrap();
+        let page = store.index_entries_after(after, 3).await.unwrap();
         if page.is_empty() {
             break;
         }
         assert!(page.len() <= 3);
-        after = page.last().map(|(id, _)| *id);
-        seen.extend(page.into_iter().map(|(id, m)| (id, m.digest)));
+        after = page.last().map(|e| e.id);
+        seen.extend(page.into_iter().map(|e| (e.id, e.digest)));
     }
     assert_eq!(seen, ids);
-    let from_third = store.manifests_by_id(Some(ids[2].0), 100).await.unwrap();
+    let from_third = store
+        .index_entries_after(Some(ids[2].0), 100)
+        .await
+        .unwrap();
     assert_eq!(from_third.len(), ids.len() - 3);
-    assert_eq!(from_third[0].1, manifest(ids_n(&ids[3].1)));
+    let m = manifest(ids_n(&ids[3].1));
+    assert_eq!(
+        from_third[0].packages.to_vec(),
+        installed_packages(&m.report)
+    );
+    assert!(from_third[0].packages.iter().next().is_some());
+    let some = store
+        .index_entries(&[ids[4].0, ids[1].0, 999_999, ids[1].0])
+        .await
+        .unwrap();
+    assert_eq!(
+        some.iter()
+            .map(|e| (e.id, e.digest.clone()))
+            .collect::<Vec<_>>(),
+        vec![ids[1].clone(), ids[4].clone()]
+    );
+    assert!(store.index_entries(&[]).await.unwrap().is_empty());
+}
+
+/// A replaced manifest's index entry follows its new content; a deleted one has none.
+pub async fn index_entries_follow_replace_and_delete(store: &dyn Store) {
+    let (id, _) = store.put_manifest(&manifest(5), t(0)).await.unwrap();
+    let mut m = manifest(6);
+    m.digest = digest(5);
+    m.report.manifest_hash = digest(5).to_string();
+    let (id2, o) = store.put_manifest(&m, t(1)).await.unwrap();
+    assert_eq!((id2, o), (id, PutOutcome::Replaced));
+    let e = store.index_entries(&[id]).await.unwrap();
+    assert_eq!(e[0].packages.to_vec(), installed_packages(&m.report));
+    assert!(store.delete_manifest(&digest(5)).await.unwrap());
+    assert!(store.index_entries(&[id]).await.unwrap().is_empty());
+    assert!(store
+        .index_entries_after(None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A bulk import stores everything in one go, counts outcomes as single puts would, and writes
+/// the change feed.
+pub async fn bulk_import_commits_whole(store: &dyn Store) {
+    store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let mut changed = manifest(7);
+    changed.digest = digest(1);
+    changed.report.manifest_hash = digest(1).to_string();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let sender = async move {
+        for m in [manifest(2), changed, manifest(3), manifest(2)] {
+            tx.send(BulkItem::Manifest(Box::new(m))).await.unwrap();
+        }
+        tx.send(BulkItem::Commit).await.unwrap();
+    };
+    let (outcome, ()) = tokio::join!(store.put_manifests(rx, t(5)), sender);
+    assert_eq!(
+        outcome.unwrap(),
+        BulkOutcome {
+            created: 2,
+            replaced: 1,
+            unchanged: 1
+        }
+    );
+    let listed: Vec<Digest> = store
+        .list_manifests(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.digest)
+        .collect();
+    let mut want = vec![digest(1), digest(2), digest(3)];
+    want.sort();
+    assert_eq!(listed, want);
+    let feed = store.manifest_changes(0, 100).await.unwrap();
+    assert_eq!(feed.len(), 3, "{feed:?}");
+    let e = store.index_entries_after(None, 10).await.unwrap();
+    assert_eq!(e.len(), 3);
+}
+
+/// A bulk import whose producer stops without committing stores nothing at all.
+pub async fn bulk_import_is_all_or_nothing(store: &dyn Store) {
+    store.put_manifest(&manifest(1), t(0)).await.unwrap();
+    let head = store.manifest_change_head().await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let sender = async move {
+        for n in 2..6 {
+            tx.send(BulkItem::Manifest(Box::new(manifest(n))))
+                .await
+                .unwrap();
+        }
+        // Dropped without Commit: a producer that hit bad input.
+    };
+    let (outcome, ()) = tokio::join!(store.put_manifests(rx, t(5)), sender);
+    let err = outcome.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("none of its 4")),
+        "{err}"
+    );
+    assert_eq!(store.list_manifests(None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.manifest_change_head().await.unwrap(), head);
+    // The store is usable afterwards.
+    store.put_manifest(&manifest(9), t(6)).await.unwrap();
+}
+
+/// Label values of listed manifests, for those that have the label.
+pub async fn manifest_labels_by_id(store: &dyn Store) {
+    let mut a = manifest(1);
+    a.labels = [("image".to_string(), "quay.io/a:1".to_string())].into();
+    let (ia, _) = store.put_manifest(&a, t(0)).await.unwrap();
+    let mut b = manifest(2);
+    b.labels = [("team".to_string(), "x".to_string())].into();
+    let (ib, _) = store.put_manifest(&b, t(0)).await.unwrap();
+    let got = store
+        .manifest_labels(&[ia, ib, 4242], "image")
+        .await
+        .unwrap();
+    assert_eq!(got, [(ia, "quay.io/a:1".to_string())].into());
+    assert!(store
+        .manifest_labels(&[], "image")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 fn ids_n(d: &Digest) -> u32 {
@@ -817,11 +958,11 @@ pub async fn manifest_feed_delete_and_reput_keeps_both_ids(store: &dyn Store) {
 pub async fn manifest_feed_replay_matches_manifests(store: &dyn Store) {
     async fn live(store: &dyn Store) -> BTreeMap<ManifestId, Digest> {
         store
-            .manifests_by_id(None, 1000)
+            .index_entries_after(None, 1000)
             .await
             .unwrap()
             .into_iter()
-            .map(|(id, m)| (id, m.digest))
+            .map(|e| (e.id, e.digest))
             .collect()
     }
     fn replay(
@@ -1280,9 +1421,10 @@ pub async fn change_set_round_trip(store: &dyn Store) {
     p.change_set.changes.push(VulnChange {
         old: Some(vuln("debian", "DSA-2-1", "1").id()),
         new: None,
-        old_affected: vec![digest(3), digest(4), digest(5)],
-        new_affected: vec![],
+        old_affected: affected(&[3, 4, 70_000, 1 << 31]),
+        new_affected: affected(&[]),
     });
+    name_digests(&mut p.change_set);
     store.commit_processed(&p).await.unwrap();
     assert_eq!(store.change_set(op1).await.unwrap(), Some(p.change_set));
     assert_eq!(store.change_set(Uuid::from_u128(3)).await.unwrap(), None);
@@ -2263,10 +2405,11 @@ pub fn processed_with_legacy(
         .map(|i| VulnChange {
             old: None,
             new: Some(vuln(updater, &format!("DSA-{i}-1"), "1.0").id()),
-            old_affected: vec![],
-            new_affected: vec![digest(1), digest(2 + i % 2)],
+            old_affected: affected(&[]),
+            new_affected: affected(&[1, 2 + i % 2]),
         })
         .collect();
+    name_digests(&mut p.change_set);
     p.legacy = Some(NewLegacyNotifications {
         notifications: (0..changes)
             .map(|i| NewLegacyNotification {

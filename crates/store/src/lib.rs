@@ -101,6 +101,49 @@ pub struct ManifestSummary {
     pub updated_at: OffsetDateTime,
 }
 
+/// What the reverse index holds of one manifest: its installed packages, stored beside the
+/// inventory in a compact form ([`codec::encode_packages`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Internal id.
+    pub id: ManifestId,
+    /// Digest.
+    pub digest: Digest,
+    /// The installed packages ([`tocsin_model::inventory::installed_packages`] of its report).
+    pub packages: codec::PackageBlob,
+}
+
+/// One item of a bulk manifest import ([`Store::put_manifests`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum BulkItem {
+    /// A manifest to store.
+    Manifest(Box<Manifest>),
+    /// Everything was sent: commit.
+    Commit,
+}
+
+/// What a bulk import stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BulkOutcome {
+    /// New manifests.
+    pub created: u64,
+    /// Manifests whose content changed.
+    pub replaced: u64,
+    /// Manifests stored with identical content already.
+    pub unchanged: u64,
+}
+
+impl BulkOutcome {
+    /// Counts one put.
+    pub fn count(&mut self, o: PutOutcome) {
+        match o {
+            PutOutcome::Created => self.created += 1,
+            PutOutcome::Replaced => self.replaced += 1,
+            PutOutcome::Unchanged => self.unchanged += 1,
+        }
+    }
+}
+
 /// One entry of the manifest change feed: the manifest's latest change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestChange {
@@ -420,12 +463,34 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<ManifestSummary>>;
-    /// Manifests with their ids in id order, starting after `after` (for rebuilding the index).
-    async fn manifests_by_id(
+    /// Stores a stream of manifests in one transaction: all of them, or — when `items` ends
+    /// without [`BulkItem::Commit`], or any manifest is refused — none. Each is stored as
+    /// [`Store::put_manifest`] would (ids kept on replace, identical content unchanged, the
+    /// change feed written in the same transaction).
+    ///
+    /// The producer parses while the store writes. On the embedded store the write lock is held
+    /// until the stream ends, so other writers wait for it.
+    async fn put_manifests(
+        &self,
+        items: tokio::sync::mpsc::Receiver<BulkItem>,
+        now: OffsetDateTime,
+    ) -> Result<BulkOutcome>;
+    /// What the reverse index needs of every manifest, in id order, starting after `after` (for
+    /// rebuilding the index without decoding whole inventories).
+    async fn index_entries_after(
         &self,
         after: Option<ManifestId>,
         limit: usize,
-    ) -> Result<Vec<(ManifestId, Manifest)>>;
+    ) -> Result<Vec<IndexEntry>>;
+    /// What the reverse index needs of these manifests (ids no longer stored are skipped), in id
+    /// order.
+    async fn index_entries(&self, ids: &[ManifestId]) -> Result<Vec<IndexEntry>>;
+    /// The value of label `label` of each of these manifests that has it.
+    async fn manifest_labels(
+        &self,
+        ids: &[ManifestId],
+        label: &str,
+    ) -> Result<std::collections::HashMap<ManifestId, String>>;
     /// The manifest change feed after position `after` (0 = from the start), up to `limit`
     /// entries in `seq` order.
     ///
@@ -438,7 +503,7 @@ pub trait Store: Send + Sync + 'static {
     /// it. A reader keeps the last `seq` it applied and asks for what follows.
     async fn manifest_changes(&self, after: u64, limit: usize) -> Result<Vec<ManifestChange>>;
     /// The feed's newest `seq` (0 when empty): a reader that rebuilds from
-    /// [`Store::manifests_by_id`] reads this first, then follows the feed from it.
+    /// [`Store::index_entries_after`] reads this first, then follows the feed from it.
     async fn manifest_change_head(&self) -> Result<u64>;
 
     // ---- feeds --------------------------------------------------------------------------------
@@ -509,6 +574,24 @@ pub trait Store: Send + Sync + 'static {
     /// the attempt is recorded). A lost lease is [`StoreError::Conflict`].
     async fn record_attempt(&self, task: &DeliveryTask, attempt: &Attempt)
         -> Result<ReceiptStatus>;
+    /// Records several attempts at once, in one transaction where the backend has them: per
+    /// attempt what [`Store::record_attempt`] returns (a lost lease is that attempt's
+    /// [`StoreError::Conflict`]); any other error fails the whole call, and then none of them is
+    /// recorded. A delivery worker records a whole pass this way.
+    async fn record_attempts(
+        &self,
+        batch: &[(DeliveryTask, Attempt)],
+    ) -> Result<Vec<Result<ReceiptStatus>>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (task, attempt) in batch {
+            out.push(match self.record_attempt(task, attempt).await {
+                Err(StoreError::Conflict(why)) => Err(StoreError::Conflict(why)),
+                Err(e) => return Err(e),
+                Ok(s) => Ok(s),
+            });
+        }
+        Ok(out)
+    }
     /// A set's attempt history, oldest first.
     async fn attempts(&self, set: Uuid) -> Result<Vec<Attempt>>;
     /// The delivery backlog by state.
