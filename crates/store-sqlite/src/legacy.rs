@@ -1,6 +1,5 @@
 //! Clair v2/v3 notifications: rows that point at one change of a stored change set, their
 //! per-operation layer table, the v2 webhook's leases, and shared secrets.
-use std::collections::HashSet;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -8,7 +7,7 @@ use time::OffsetDateTime;
 use tocsin_model::Digest;
 use tocsin_store::{
     LegacyDeliveryOutcome, LegacyDeliveryTask, LegacyLayer, LegacyNotification, MarkRead,
-    NewLegacyNotifications, StoreError,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -16,61 +15,7 @@ use crate::convert::{
     add_nanos, from_nanos, from_opt_nanos, parse_uuid, to_i64, to_nanos, Result, SqlContext,
 };
 
-/// v2/v3 notifications encoded for storage (before the write lock).
-pub(crate) struct EncodedLegacy {
-    notifications: Vec<(String, i64)>,
-    layers: Vec<(String, i64, String)>,
-    created_at: i64,
-}
-
-/// Checks the notifications against the change set they point into, then encodes them. A change
-/// position past the end, or a name or digest listed twice, is a caller bug that would otherwise
-/// be stored forever.
-pub(crate) fn encode(
-    l: &NewLegacyNotifications,
-    op: Uuid,
-    changes: usize,
-) -> Result<EncodedLegacy> {
-    let mut names = HashSet::new();
-    let mut positions = HashSet::new();
-    let mut notifications = Vec::with_capacity(l.notifications.len());
-    for n in &l.notifications {
-        if usize::try_from(n.change).map_or(true, |c| c >= changes) {
-            return Err(StoreError::Invalid(format!(
-                "v2/v3 notification {} of operation {op} points at change {} but the change set \
-                 has {changes}",
-                n.name, n.change
-            )));
-        }
-        if !names.insert(n.name) || !positions.insert(n.change) {
-            return Err(StoreError::Invalid(format!(
-                "v2/v3 notification {} (change {}) of operation {op} is listed twice",
-                n.name, n.change
-            )));
-        }
-        notifications.push((n.name.to_string(), i64::from(n.change)));
-    }
-    let mut digests = HashSet::new();
-    let mut layers = Vec::with_capacity(l.layers.len());
-    for layer in &l.layers {
-        if !digests.insert(&layer.digest) {
-            return Err(StoreError::Invalid(format!(
-                "v2/v3 layer {} of operation {op} is listed twice",
-                layer.digest
-            )));
-        }
-        layers.push((
-            layer.digest.to_string(),
-            i64::from(layer.index),
-            layer.name.clone(),
-        ));
-    }
-    Ok(EncodedLegacy {
-        notifications,
-        layers,
-        created_at: to_nanos(l.created_at, "v2/v3 notifications created_at")?,
-    })
-}
+pub(crate) use tocsin_store::codec::EncodedLegacy;
 
 /// Writes encoded notifications inside the processing commit's transaction.
 pub(crate) fn insert(tx: &Transaction<'_>, op_seq: i64, l: &EncodedLegacy) -> Result<()> {
@@ -80,8 +25,8 @@ pub(crate) fn insert(tx: &Transaction<'_>, op_seq: i64, l: &EncodedLegacy) -> Re
              VALUES (?1, ?2, ?3, ?4, ?4)",
         )
         .ctx("preparing v2/v3 notification insert")?;
-    for (name, change) in &l.notifications {
-        note.execute(params![name, op_seq, change, l.created_at])
+    for (name, change) in l.names.iter().zip(&l.changes) {
+        note.execute(params![name.to_string(), op_seq, change, l.created_at])
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _)
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -94,7 +39,7 @@ pub(crate) fn insert(tx: &Transaction<'_>, op_seq: i64, l: &EncodedLegacy) -> Re
     let mut layer = tx
         .prepare_cached("INSERT INTO legacy_layer (op, digest, idx, name) VALUES (?1, ?2, ?3, ?4)")
         .ctx("preparing v2/v3 layer insert")?;
-    for (digest, idx, name) in &l.layers {
+    for ((digest, idx), name) in l.digests.iter().zip(&l.indexes).zip(&l.labels) {
         layer
             .execute(params![op_seq, digest, idx, name])
             .with_ctx(|| format!("storing v2/v3 layer {digest}"))?;

@@ -65,10 +65,10 @@ use tocsin_model::notification::{Notification, ReceiptStatus};
 use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::Digest;
 use tocsin_store::{
-    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, LegacyDeliveryOutcome,
-    LegacyDeliveryTask, LegacyLayer, LegacyNotification, ManifestChange, ManifestId,
-    ManifestSummary, MarkRead, NewNotificationSet, NotificationSetInfo, ProcessedUpdate,
-    PutOutcome, Result, Store, StoreError, UpdaterInfo,
+    Attempt, Backlog, BulkItem, BulkOutcome, DeliveryTask, GcStats, ImportOutcome, IndexEntry,
+    LegacyDeliveryOutcome, LegacyDeliveryTask, LegacyLayer, LegacyNotification, ManifestChange,
+    ManifestId, ManifestSummary, MarkRead, NewNotificationSet, NotificationSetInfo,
+    ProcessedUpdate, PutOutcome, Result, Store, StoreError, UpdaterInfo,
 };
 use uuid::Uuid;
 
@@ -132,6 +132,22 @@ impl SqliteStore {
         schema::configure_writer(&conn)?;
         schema::migrate(&mut conn)?;
         tracing::debug!(path = %path.display(), "opened the embedded store");
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: Some(path),
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Opens a store left at schema `version` (tests of upgrades from older releases).
+    #[cfg(test)]
+    fn open_at_version(dir: &Path, version: usize) -> Result<SqliteStore> {
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).ctx("opening a test database")?;
+        schema::configure_writer(&conn)?;
+        schema::migrate_to(&mut conn, version)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: Some(path),
@@ -251,13 +267,45 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn manifests_by_id(
+    async fn put_manifests(
+        &self,
+        mut items: tokio::sync::mpsc::Receiver<BulkItem>,
+        now: OffsetDateTime,
+    ) -> Result<BulkOutcome> {
+        self.blocking("put_manifests", move |db| {
+            db.with_writer(|c| manifests::put_stream(c, &mut items, now))
+        })
+        .await
+    }
+
+    async fn index_entries_after(
         &self,
         after: Option<ManifestId>,
         limit: usize,
-    ) -> Result<Vec<(ManifestId, Manifest)>> {
-        self.blocking("manifests_by_id", move |db| {
-            db.with_reader(|c| manifests::by_id(c, after, limit))
+    ) -> Result<Vec<IndexEntry>> {
+        self.blocking("index_entries_after", move |db| {
+            db.with_reader(|c| manifests::entries_after(c, after, limit))
+        })
+        .await
+    }
+
+    async fn index_entries(&self, ids: &[ManifestId]) -> Result<Vec<IndexEntry>> {
+        let ids = ids.to_vec();
+        self.blocking("index_entries", move |db| {
+            db.with_reader(|c| manifests::entries_of(c, &ids))
+        })
+        .await
+    }
+
+    async fn manifest_labels(
+        &self,
+        ids: &[ManifestId],
+        label: &str,
+    ) -> Result<std::collections::HashMap<ManifestId, String>> {
+        let ids = ids.to_vec();
+        let label = label.to_string();
+        self.blocking("manifest_labels", move |db| {
+            db.with_reader(|c| manifests::labels_of(c, &ids, &label))
         })
         .await
     }
@@ -406,6 +454,21 @@ impl Store for SqliteStore {
         let channel = channel.to_string();
         self.blocking("claim_deliveries", move |db| {
             db.with_writer(|c| outbox::claim(c, &channel, now, lease_for, limit))
+        })
+        .await
+    }
+
+    async fn record_attempts(
+        &self,
+        batch: &[(DeliveryTask, Attempt)],
+    ) -> Result<Vec<Result<ReceiptStatus>>> {
+        let batch = batch.to_vec();
+        self.blocking("record_attempts", move |db| {
+            let encoded = batch
+                .into_iter()
+                .map(|(t, a)| outbox::encode_attempt(&t, &a).map(|e| (t, e)))
+                .collect::<Result<Vec<_>>>()?;
+            db.with_writer(|c| outbox::record_attempts(c, &encoded))
         })
         .await
     }

@@ -5,9 +5,10 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use time::OffsetDateTime;
 use tocsin_model::change::ChangeSet;
 use tocsin_model::notification::{Notification, ReceiptStatus};
+use tocsin_store::codec::decode_change_set;
 use tocsin_store::{
-    Attempt, AttemptOutcome, Backlog, DeliveryTask, GcStats, NotificationSetInfo, ProcessedUpdate,
-    Receipt, StoreError,
+    Attempt, AttemptOutcome, Backlog, DeliveryTask, GcStats, NotificationSetInfo, Receipt,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -19,52 +20,7 @@ use crate::feeds::op_seq;
 
 // ---- encoding (before the write lock) ------------------------------------------------------
 
-pub(crate) use tocsin_store::codec::{encode_set, EncodedSet};
-
-/// A processed update encoded for storage.
-pub(crate) struct EncodedProcessed {
-    updater: String,
-    prev: Option<Uuid>,
-    cur: Uuid,
-    change_set: String,
-    set: Option<EncodedSet>,
-    legacy: Option<crate::legacy::EncodedLegacy>,
-}
-
-/// Checks that the parts of a [`ProcessedUpdate`] describe one step of one updater, then encodes
-/// it. A mismatch is a caller bug that would otherwise be stored forever.
-pub(crate) fn encode_processed(p: &ProcessedUpdate) -> Result<EncodedProcessed> {
-    let cs = &p.change_set;
-    if cs.updater != p.updater || cs.cur != p.cur || cs.prev != p.prev {
-        return Err(StoreError::Invalid(format!(
-            "commit_processed for updater {:?} ({:?} -> {}): the change set is for updater {:?} \
-             ({:?} -> {})",
-            p.updater, p.prev, p.cur, cs.updater, cs.prev, cs.cur
-        )));
-    }
-    if let Some(s) = &p.notifications {
-        if s.updater != p.updater || s.operation != Some(p.cur) {
-            return Err(StoreError::Invalid(format!(
-                "commit_processed for updater {:?}, operation {}: notification set {} names \
-                 updater {:?}, operation {:?}",
-                p.updater, p.cur, s.id, s.updater, s.operation
-            )));
-        }
-    }
-    Ok(EncodedProcessed {
-        updater: p.updater.clone(),
-        prev: p.prev,
-        cur: p.cur,
-        change_set: serde_json::to_string(cs)
-            .map_err(|e| StoreError::Invalid(format!("change set of operation {}: {e}", p.cur)))?,
-        set: p.notifications.as_ref().map(encode_set).transpose()?,
-        legacy: p
-            .legacy
-            .as_ref()
-            .map(|l| crate::legacy::encode(l, p.cur, cs.changes.len()))
-            .transpose()?,
-    })
-}
+pub(crate) use tocsin_store::codec::{encode_processed, encode_set, EncodedProcessed, EncodedSet};
 
 // ---- writing sets ---------------------------------------------------------------------------
 
@@ -196,18 +152,33 @@ pub(crate) fn commit_processed(conn: &mut Connection, p: &EncodedProcessed) -> R
 }
 
 pub(crate) fn change_set(conn: &Connection, op: Uuid) -> Result<Option<ChangeSet>> {
-    let body: Option<String> = conn
-        .query_row(
+    let mut st = conn
+        .prepare_cached(
             "SELECT c.body FROM change_set c JOIN operation o ON o.seq = c.op WHERE o.ref = ?1",
-            [op.to_string()],
-            |r| r.get(0),
         )
-        .optional()
+        .ctx("reading a change set: prepare")?;
+    let mut rows = st
+        .query([op.to_string()])
         .with_ctx(|| format!("reading the change set of {op}"))?;
-    body.map(|b| {
-        serde_json::from_str(&b).map_err(|e| corrupt_json(format!("change set of {op}"), e))
-    })
-    .transpose()
+    let Some(r) = rows
+        .next()
+        .with_ctx(|| format!("reading the change set of {op}"))?
+    else {
+        return Ok(None);
+    };
+    // Text (JSON) from before schema 4, bytes after; the decoder tells them apart.
+    let body = match r
+        .get_ref(0)
+        .with_ctx(|| format!("reading the change set of {op}"))?
+    {
+        rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => b,
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "change set of {op}: body is neither text nor bytes"
+            )))
+        }
+    };
+    decode_change_set(body, &format!("change set of {op}")).map(Some)
 }
 
 // ---- reading sets ---------------------------------------------------------------------------
@@ -472,13 +443,17 @@ pub(crate) fn claim(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .ctx("claim_deliveries: begin")?;
-    let due: Vec<(i64, String, i64, i64, i64)> = {
+    // One index range per status, each read in index order, then merged: a single query with
+    // `status IN (…)` cannot use the index order and sorts every due receipt on each claim,
+    // which a backlog of tens of thousands turns into most of a worker's time.
+    let mut due: Vec<(i64, i64, String, i64, i64, i64)> = Vec::new();
+    for status in ["created", "delivery_failed"] {
         let mut st = tx
             .prepare_cached(
-                "SELECT r.set_seq, s.id, r.attempts, s.created_at, s.entries
+                "SELECT r.next_attempt_at, r.set_seq, s.id, r.attempts, s.created_at, s.entries
                  FROM receipt r JOIN notification_set s ON s.seq = r.set_seq
                  WHERE r.channel = ?1
-                   AND r.status IN ('created', 'delivery_failed')
+                   AND r.status = ?4
                    AND r.next_attempt_at <= ?2
                    AND s.deleted_at IS NULL
                    AND (r.lease_until IS NULL OR r.lease_until <= ?2)
@@ -487,14 +462,25 @@ pub(crate) fn claim(
             )
             .ctx("claim_deliveries: prepare")?;
         let rows = st
-            .query_map(params![channel, now, to_i64(limit)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            .query_map(params![channel, now, to_i64(limit), status], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .ctx("claim_deliveries: query")?
-            .collect::<rusqlite::Result<_>>()
+            .collect::<rusqlite::Result<Vec<_>>>()
             .with_ctx(|| format!("claim_deliveries on {channel:?}: reading rows"))?;
-        rows
-    };
+        due.extend(rows);
+    }
+    due.sort_by_key(|d| (d.0, d.1));
+    due.truncate(limit);
+    let due: Vec<(i64, String, i64, i64, i64)> =
+        due.into_iter().map(|d| (d.1, d.2, d.3, d.4, d.5)).collect();
     let mut tasks = Vec::with_capacity(due.len());
     {
         let mut lease_st = tx
@@ -573,20 +559,53 @@ pub(crate) fn record_attempt(
     task: &DeliveryTask,
     a: &EncodedAttempt,
 ) -> Result<ReceiptStatus> {
-    let set = task.set_id.to_string();
-    let channel = task.channel.as_str();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .ctx("record_attempt: begin")?;
+    let out = record_in(&tx, task, a)?;
+    tx.commit().ctx("record_attempt: commit")?;
+    out
+}
+
+/// Records a batch of attempts in one transaction: per attempt what `record_attempt` returns (a
+/// lost lease is that attempt's `Conflict`, its attempt still recorded); any other error rolls
+/// the whole batch back.
+pub(crate) fn record_attempts(
+    conn: &mut Connection,
+    batch: &[(DeliveryTask, EncodedAttempt)],
+) -> Result<Vec<Result<ReceiptStatus>>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("record_attempts: begin")?;
+    let out = batch
+        .iter()
+        .map(|(task, a)| record_in(&tx, task, a))
+        .collect::<Result<Vec<_>>>()?;
+    tx.commit().ctx("record_attempts: commit")?;
+    Ok(out)
+}
+
+/// One attempt inside the caller's write transaction. The outer error fails the transaction;
+/// the inner one (a lost lease) is the attempt's own outcome, recorded all the same.
+fn record_in(
+    tx: &Transaction<'_>,
+    task: &DeliveryTask,
+    a: &EncodedAttempt,
+) -> Result<Result<ReceiptStatus>> {
+    let set = task.set_id.to_string();
+    let channel = task.channel.as_str();
     let row: Option<(i64, Option<i64>, Option<String>)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT s.seq, s.deleted_at, r.lease_id
              FROM notification_set s JOIN receipt r ON r.set_seq = s.seq
              WHERE s.id = ?1 AND r.channel = ?2",
-            params![set, channel],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
-        .optional()
+        .and_then(|mut st| {
+            st.query_row(params![set, channel], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
         .with_ctx(|| format!("record_attempt: reading set {set}, receipt {channel:?}"))?;
     let Some((seq, deleted_at, lease)) = row else {
         let set_exists = tx
@@ -603,13 +622,15 @@ pub(crate) fn record_attempt(
             )));
         }
         // Deleted and already collected: there is nothing left to attach the attempt to.
-        return Ok(ReceiptStatus::Deleted);
+        return Ok(Ok(ReceiptStatus::Deleted));
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO attempt (set_seq, channel, at, duration_ms, status_code, error, outcome,
                               retry_at, dead_letter)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+    )
+    .and_then(|mut st| {
+        st.execute(params![
             seq,
             channel,
             a.at,
@@ -619,33 +640,39 @@ pub(crate) fn record_attempt(
             a.outcome,
             a.retry_at,
             a.dead_letter
-        ],
-    )
+        ])
+    })
     .with_ctx(|| format!("record_attempt: storing the attempt on set {set}, {channel:?}"))?;
     if deleted_at.is_some() {
-        tx.commit().ctx("record_attempt: commit")?;
-        return Ok(ReceiptStatus::Deleted);
+        return Ok(Ok(ReceiptStatus::Deleted));
     }
     if lease.as_deref() != Some(task.lease.to_string().as_str()) {
         // The attempt did happen, so the history keeps it; only the receipt is not ours to move.
-        tx.commit().ctx("record_attempt: commit")?;
-        return Err(StoreError::Conflict(format!(
+        return Ok(Err(StoreError::Conflict(format!(
             "set {set}, channel {channel:?}: lease {} is no longer held (expired and re-claimed)",
             task.lease
-        )));
+        ))));
     }
     let (status, next_attempt_at, delivered_at) = match (a.outcome, a.dead_letter) {
         ("failed", true) => (ReceiptStatus::DeadLetter, None, None),
         ("failed", false) => (ReceiptStatus::DeliveryFailed, a.retry_at, None),
         _ => (ReceiptStatus::Delivered, None, Some(a.finished)),
     };
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE receipt SET status = ?1, attempts = attempts + 1, next_attempt_at = ?2,
                             delivered_at = COALESCE(?3, delivered_at),
                             lease_id = NULL, lease_until = NULL
          WHERE set_seq = ?4 AND channel = ?5",
-        params![status.as_str(), next_attempt_at, delivered_at, seq, channel],
     )
+    .and_then(|mut st| {
+        st.execute(params![
+            status.as_str(),
+            next_attempt_at,
+            delivered_at,
+            seq,
+            channel
+        ])
+    })
     .with_ctx(|| format!("record_attempt: updating set {set}, receipt {channel:?}"))?;
     if a.outcome == "delivered_and_deleted" {
         tx.execute(
@@ -661,8 +688,7 @@ pub(crate) fn record_attempt(
         )
         .with_ctx(|| format!("record_attempt: deleting the other receipts of set {set}"))?;
     }
-    tx.commit().ctx("record_attempt: commit")?;
-    Ok(status)
+    Ok(Ok(status))
 }
 
 pub(crate) fn attempts(conn: &Connection, set: Uuid) -> Result<Vec<Attempt>> {

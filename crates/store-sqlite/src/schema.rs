@@ -172,6 +172,18 @@ CREATE TABLE secret (
     value BLOB NOT NULL
 );
 "#,
+    // 4: inventories at fleet scale (see `manifests`). New rows hold `manifest.report` as
+    // zlib-compressed JSON (a BLOB; older rows keep their text, and both read back), and their
+    // installed packages in `manifest_packages`, the compact form the index is rebuilt from.
+    // `change_set.body` likewise holds the binary change-set encoding for new rows
+    // (`tocsin_store::codec::encode_change_set`) and JSON text for older ones. SQLite keeps a
+    // BLOB in a TEXT column as a BLOB, so neither column needs rebuilding.
+    r#"
+CREATE TABLE manifest_packages (
+    id       INTEGER PRIMARY KEY REFERENCES manifest(id) ON DELETE CASCADE,
+    packages BLOB NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.
@@ -213,7 +225,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// Applies the migrations up to version `target` (tests build databases as older releases left
 /// them with a smaller target).
-fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
+pub(crate) fn migrate_to(conn: &mut Connection, target: usize) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -354,6 +366,82 @@ mod tests {
         let store = crate::SqliteStore::open(dir.path()).unwrap();
         let again = store.manifest_changes(0, 100).await.unwrap();
         assert_eq!(again.len(), 3, "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn rows_written_before_version_4_still_read() {
+        use tocsin_model::inventory::installed_packages;
+        use tocsin_store::conformance::{digest, manifest, t};
+        use tocsin_store::{ImportOutcome, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let op = {
+            let mut conn = Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            configure_writer(&conn).unwrap();
+            migrate_to(&mut conn, 3).unwrap();
+            insert_v1_manifest(&conn, &manifest(7));
+            conn.execute(
+                "INSERT INTO manifest_change (id, digest, deleted) VALUES (1, ?1, 0)",
+                [digest(7).as_str()],
+            )
+            .unwrap();
+            drop(conn);
+            // An operation, and its change set as JSON naming manifests by digest.
+            let store = crate::SqliteStore::open_at_version(dir.path(), 3).unwrap();
+            let ImportOutcome::Created(op) =
+                store.import_snapshot("u", "fp", &[], t(0)).await.unwrap()
+            else {
+                panic!("expected a new operation")
+            };
+            drop(store);
+            let conn = Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            let json = format!(
+                r#"{{"updater":"u","prev":null,"cur":"{}","changes":[{{"old":null,"new":null,"old_affected":[],"new_affected":["{}","{}"]}}]}}"#,
+                op.reference,
+                digest(7),
+                digest(2)
+            );
+            conn.execute(
+                "INSERT INTO change_set (op, body) SELECT seq, ?1 FROM operation",
+                [&json],
+            )
+            .unwrap();
+            uuid::Uuid::parse_str(&op.reference).unwrap()
+        };
+
+        let store = crate::SqliteStore::open(dir.path()).unwrap();
+        let m = manifest(7);
+        assert_eq!(
+            store.get_manifest(&digest(7)).await.unwrap(),
+            Some(m.clone())
+        );
+        let entries = store.index_entries_after(None, 10).await.unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].packages.to_vec(), installed_packages(&m.report));
+        let cs = store.change_set(op).await.unwrap().unwrap();
+        let named: Vec<String> = cs
+            .digests(&cs.changes[0].new_affected)
+            .unwrap()
+            .into_iter()
+            .map(ToString::to_string)
+            .collect();
+        let mut want = vec![digest(7).to_string(), digest(2).to_string()];
+        want.sort();
+        assert_eq!(named, want);
+        // Replacing the old row writes the new forms, which read back the same way.
+        let mut changed = manifest(8);
+        changed.digest = digest(7);
+        changed.report.manifest_hash = digest(7).to_string();
+        store.put_manifest(&changed, t(1)).await.unwrap();
+        assert_eq!(
+            store.get_manifest(&digest(7)).await.unwrap(),
+            Some(changed.clone())
+        );
+        let entries = store.index_entries(&[1]).await.unwrap();
+        assert_eq!(
+            entries[0].packages.to_vec(),
+            installed_packages(&changed.report)
+        );
     }
 
     #[test]

@@ -347,11 +347,11 @@ async fn clair_index_reports_change_feed() {
         }
     }
     let stored: std::collections::BTreeMap<_, _> = store
-        .manifests_by_id(None, 100)
+        .index_entries_after(None, 100)
         .await
         .unwrap()
         .into_iter()
-        .map(|(id, m)| (id, m.digest))
+        .map(|e| (e.id, e.digest))
         .collect();
     assert_eq!(replayed, stored);
     assert_eq!(store.manifest_change_head().await.unwrap(), after);
@@ -407,14 +407,11 @@ async fn a_hundred_thousand_entry_set_commits_quickly_and_pages_completely() {
                 .map(|v| VulnChange {
                     old: None,
                     new: Some(v.id()),
-                    old_affected: vec![],
-                    new_affected: {
-                        let mut d = digests.clone();
-                        d.sort();
-                        d
-                    },
+                    old_affected: Default::default(),
+                    new_affected: (0..digests.len() as u32).collect(),
                 })
                 .collect(),
+            manifests: (0..).zip(digests.iter().cloned()).collect(),
         },
         notifications: Some(NewNotificationSet {
             id: set,
