@@ -18,72 +18,13 @@ use time::OffsetDateTime;
 use tocsin_model::Digest;
 use tocsin_store::{
     LegacyDeliveryOutcome, LegacyDeliveryTask, LegacyLayer, LegacyNotification, MarkRead,
-    NewLegacyNotifications, StoreError,
+    StoreError,
 };
 use uuid::Uuid;
 
 use crate::convert::{add_nanos, from_nanos, from_opt_nanos, to_i64, to_nanos, PgContext, Result};
 
-/// v2/v3 notifications encoded for storage, in parallel arrays for `unnest` (one statement per
-/// table however many rows).
-pub(crate) struct EncodedLegacy {
-    names: Vec<Uuid>,
-    changes: Vec<i64>,
-    digests: Vec<String>,
-    indexes: Vec<i64>,
-    labels: Vec<String>,
-    created_at: i64,
-}
-
-/// Checks the notifications against the change set they point into, then encodes them. A change
-/// position past the end, or a name or digest listed twice, is a caller bug that would otherwise
-/// be stored forever.
-pub(crate) fn encode(
-    l: &NewLegacyNotifications,
-    op: Uuid,
-    changes: usize,
-) -> Result<EncodedLegacy> {
-    let mut names = HashSet::new();
-    let mut positions = HashSet::new();
-    let mut out = EncodedLegacy {
-        names: Vec::with_capacity(l.notifications.len()),
-        changes: Vec::with_capacity(l.notifications.len()),
-        digests: Vec::with_capacity(l.layers.len()),
-        indexes: Vec::with_capacity(l.layers.len()),
-        labels: Vec::with_capacity(l.layers.len()),
-        created_at: to_nanos(l.created_at, "v2/v3 notifications created_at")?,
-    };
-    for n in &l.notifications {
-        if usize::try_from(n.change).map_or(true, |c| c >= changes) {
-            return Err(StoreError::Invalid(format!(
-                "v2/v3 notification {} of operation {op} points at change {} but the change set \
-                 has {changes}",
-                n.name, n.change
-            )));
-        }
-        if !names.insert(n.name) || !positions.insert(n.change) {
-            return Err(StoreError::Invalid(format!(
-                "v2/v3 notification {} (change {}) of operation {op} is listed twice",
-                n.name, n.change
-            )));
-        }
-        out.names.push(n.name);
-        out.changes.push(i64::from(n.change));
-    }
-    let mut digests = HashSet::new();
-    for layer in &l.layers {
-        if !digests.insert(&layer.digest) {
-            return Err(StoreError::Invalid(format!(
-                "v2/v3 layer {} of operation {op} is listed twice",
-                layer.digest
-            )));
-        }
-        out.digests.push(layer.digest.to_string());
-        out.indexes.push(i64::from(layer.index));
-        out.labels.push(layer.name.clone());
-    }
-    Ok(out)
-}
+pub(crate) use tocsin_store::codec::EncodedLegacy;
 
 /// Writes encoded notifications inside the processing commit's transaction. A name another
 /// operation already uses is a `Conflict`; the caller's transaction is then dropped unwritten.
@@ -375,53 +316,4 @@ pub(crate) async fn collect(tx: &Transaction<'_>, cutoff: i64) -> Result<u64> {
     .await
     .ctx("collect_garbage: removing unused v2/v3 layers")?;
     Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tocsin_store::{LegacyLayer, NewLegacyNotification};
-
-    fn layer(n: u8) -> LegacyLayer {
-        LegacyLayer {
-            digest: Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32)))
-                .expect("test digest"),
-            index: u32::from(n),
-            name: format!("app:{n}"),
-        }
-    }
-
-    fn new(changes: &[u32], layers: Vec<LegacyLayer>) -> NewLegacyNotifications {
-        NewLegacyNotifications {
-            notifications: changes
-                .iter()
-                .map(|&c| NewLegacyNotification {
-                    name: Uuid::from_u128(100 + u128::from(c)),
-                    change: c,
-                })
-                .collect(),
-            layers,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
-
-    #[test]
-    fn encode_checks_positions_and_duplicates() {
-        let op = Uuid::from_u128(1);
-        let ok = encode(&new(&[0, 2], vec![layer(1), layer(2)]), op, 3).expect("valid");
-        assert_eq!(ok.changes, vec![0, 2]);
-        assert_eq!(ok.indexes, vec![1, 2]);
-        assert!(matches!(
-            encode(&new(&[0, 3], vec![]), op, 3),
-            Err(StoreError::Invalid(m)) if m.contains("change 3")
-        ));
-        assert!(matches!(
-            encode(&new(&[1, 1], vec![]), op, 3),
-            Err(StoreError::Invalid(m)) if m.contains("twice")
-        ));
-        assert!(matches!(
-            encode(&new(&[0], vec![layer(1), layer(1)]), op, 3),
-            Err(StoreError::Invalid(m)) if m.contains("layer")
-        ));
-    }
 }

@@ -69,10 +69,10 @@ use tocsin_model::notification::{Notification, ReceiptStatus};
 use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::Digest;
 use tocsin_store::{
-    Attempt, Backlog, DeliveryTask, GcStats, ImportOutcome, LegacyDeliveryOutcome,
-    LegacyDeliveryTask, LegacyLayer, LegacyNotification, ManifestChange, ManifestId,
-    ManifestSummary, MarkRead, NewNotificationSet, NotificationSetInfo, ProcessedUpdate,
-    PutOutcome, Result, Store, StoreError, StoreEvent, UpdaterInfo,
+    Attempt, Backlog, BulkItem, BulkOutcome, DeliveryTask, GcStats, ImportOutcome, IndexEntry,
+    LegacyDeliveryOutcome, LegacyDeliveryTask, LegacyLayer, LegacyNotification, ManifestChange,
+    ManifestId, ManifestSummary, MarkRead, NewNotificationSet, NotificationSetInfo,
+    ProcessedUpdate, PutOutcome, Result, Store, StoreError, StoreEvent, UpdaterInfo,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::config::SslMode;
@@ -301,12 +301,32 @@ impl Store for PgStore {
         manifests::list(&self.client().await?, after, limit).await
     }
 
-    async fn manifests_by_id(
+    async fn put_manifests(
+        &self,
+        mut items: tokio::sync::mpsc::Receiver<BulkItem>,
+        now: OffsetDateTime,
+    ) -> Result<BulkOutcome> {
+        manifests::put_stream(&mut self.client().await?, &mut items, now).await
+    }
+
+    async fn index_entries_after(
         &self,
         after: Option<ManifestId>,
         limit: usize,
-    ) -> Result<Vec<(ManifestId, Manifest)>> {
-        manifests::by_id(&self.client().await?, after, limit).await
+    ) -> Result<Vec<IndexEntry>> {
+        manifests::entries_after(&self.client().await?, after, limit).await
+    }
+
+    async fn index_entries(&self, ids: &[ManifestId]) -> Result<Vec<IndexEntry>> {
+        manifests::entries_of(&self.client().await?, ids).await
+    }
+
+    async fn manifest_labels(
+        &self,
+        ids: &[ManifestId],
+        label: &str,
+    ) -> Result<std::collections::HashMap<ManifestId, String>> {
+        manifests::labels_of(&self.client().await?, ids, label).await
     }
 
     async fn manifest_changes(&self, after: u64, limit: usize) -> Result<Vec<ManifestChange>> {
@@ -399,6 +419,17 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<DeliveryTask>> {
         outbox::claim(&mut self.client().await?, channel, now, lease_for, limit).await
+    }
+
+    async fn record_attempts(
+        &self,
+        batch: &[(DeliveryTask, Attempt)],
+    ) -> Result<Vec<Result<ReceiptStatus>>> {
+        let encoded = batch
+            .iter()
+            .map(|(t, a)| outbox::encode_attempt(t, a).map(|e| (t.clone(), e)))
+            .collect::<Result<Vec<_>>>()?;
+        outbox::record_attempts(&mut self.client().await?, &encoded).await
     }
 
     async fn record_attempt(

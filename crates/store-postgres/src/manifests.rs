@@ -8,36 +8,18 @@
 //! writes are one small transaction each, so serialising them costs little; reads never wait.
 use deadpool_postgres::{Client, GenericClient, Transaction};
 use time::OffsetDateTime;
-use tocsin_model::inventory::{InventoryFormat, Manifest};
+use tocsin_model::inventory::Manifest;
 use tocsin_model::Digest;
-use tocsin_store::{ManifestChange, ManifestId, ManifestSummary, PutOutcome, StoreError};
+use tocsin_store::codec::decode_index_entry;
+use tocsin_store::{
+    BulkItem, BulkOutcome, IndexEntry, ManifestChange, ManifestId, ManifestSummary, PutOutcome,
+    StoreError,
+};
 
 use crate::convert::{corrupt_json, from_nanos, to_i64, to_nanos, to_u64, PgContext, Result};
 use crate::schema::{LOCK_FEED, NOTIFY_CHANNEL};
 
-/// A manifest encoded for storage (before a connection is taken).
-pub(crate) struct Encoded {
-    digest: String,
-    format: &'static str,
-    labels: String,
-    report: String,
-    content_hash: String,
-    packages: i64,
-}
-
-pub(crate) fn encode(m: &Manifest) -> Result<Encoded> {
-    let what = || format!("manifest {}", m.digest);
-    Ok(Encoded {
-        digest: m.digest.as_str().to_string(),
-        format: m.format.as_str(),
-        labels: serde_json::to_string(&m.labels)
-            .map_err(|e| StoreError::Invalid(format!("{}: labels: {e}", what())))?,
-        report: serde_json::to_string(&m.report)
-            .map_err(|e| StoreError::Invalid(format!("{}: report: {e}", what())))?,
-        content_hash: m.content_hash(),
-        packages: to_i64(m.report.packages.len()),
-    })
-}
+pub(crate) use tocsin_store::codec::{encode_manifest as encode, EncodedManifest as Encoded};
 
 fn manifest_id(id: i64, digest: &str) -> Result<ManifestId> {
     ManifestId::try_from(id).map_err(|_| {
@@ -57,6 +39,52 @@ pub(crate) async fn put(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_FEED])
         .await
         .ctx("put_manifest: taking the feed lock")?;
+    let out = put_in(&tx, m, now).await?;
+    // Unchanged: nothing was written, and dropping `tx` releases the lock.
+    if out.1 != PutOutcome::Unchanged {
+        tx.commit().await.ctx("put_manifest: commit")?;
+    }
+    Ok(out)
+}
+
+/// Stores a stream of manifests in one transaction (see `Store::put_manifests`), under the feed
+/// lock for the whole of it.
+pub(crate) async fn put_stream(
+    c: &mut Client,
+    items: &mut tokio::sync::mpsc::Receiver<BulkItem>,
+    now: OffsetDateTime,
+) -> Result<BulkOutcome> {
+    let now = to_nanos(now, "put_manifests time")?;
+    let tx = c.transaction().await.ctx("put_manifests: begin")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_FEED])
+        .await
+        .ctx("put_manifests: taking the feed lock")?;
+    let mut outcome = BulkOutcome::default();
+    loop {
+        match items.recv().await {
+            Some(BulkItem::Manifest(m)) => {
+                let (_, o) = put_in(&tx, &encode(&m)?, now).await?;
+                outcome.count(o);
+            }
+            Some(BulkItem::Commit) => {
+                tx.commit().await.ctx("put_manifests: commit")?;
+                return Ok(outcome);
+            }
+            // Dropping `tx` rolls everything back.
+            None => {
+                return Err(StoreError::Invalid(format!(
+                    "the manifest import ended before it was complete; none of its {} \
+                     manifests were stored",
+                    outcome.created + outcome.replaced + outcome.unchanged
+                )))
+            }
+        }
+    }
+}
+
+/// One put inside the caller's transaction, which holds the feed lock; writes nothing for
+/// identical content.
+async fn put_in(tx: &Transaction<'_>, m: &Encoded, now: i64) -> Result<(ManifestId, PutOutcome)> {
     let st = tx
         .prepare_cached("SELECT id, content_hash FROM manifest WHERE digest = $1")
         .await
@@ -68,7 +96,6 @@ pub(crate) async fn put(
     let (id, outcome) = match existing {
         Some(row) if row.get::<_, &str>(1) == m.content_hash => {
             let id: i64 = row.get(0);
-            // Nothing to write: dropping `tx` rolls back and releases the lock.
             return Ok((manifest_id(id, &m.digest)?, PutOutcome::Unchanged));
         }
         Some(row) => {
@@ -125,10 +152,19 @@ pub(crate) async fn put(
             (row.get::<_, i64>(0), PutOutcome::Created)
         }
     };
-    // Dropping `tx` on this error rolls the insert back, so the store stays usable.
+    // The caller drops `tx` on this error, rolling the insert back, so the store stays usable.
     let id = manifest_id(id, &m.digest)?;
-    record_change(&tx, id, &m.digest, false).await?;
-    tx.commit().await.ctx("put_manifest: commit")?;
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO manifest_packages (id, packages) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET packages = EXCLUDED.packages",
+        )
+        .await
+        .ctx("put_manifest: prepare")?;
+    tx.execute(&st, &[&i64::from(id), &m.index])
+        .await
+        .with_ctx(|| format!("put_manifest: storing the packages of {}", m.digest))?;
+    record_change(tx, id, &m.digest, false).await?;
     Ok((id, outcome))
 }
 
@@ -158,34 +194,7 @@ async fn record_change(
     Ok(())
 }
 
-fn decode(
-    id: i64,
-    digest: &str,
-    format: &str,
-    labels: &str,
-    report: &str,
-) -> Result<(ManifestId, Manifest)> {
-    let what = || format!("manifest row id {id} ({digest})");
-    let id = ManifestId::try_from(id)
-        .map_err(|_| StoreError::Corrupt(format!("{}: id out of range", what())))?;
-    let digest = Digest::parse(digest)
-        .map_err(|e| StoreError::Corrupt(format!("{}: digest: {e}", what())))?;
-    let format = InventoryFormat::parse(format)
-        .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown format {format:?}", what())))?;
-    let labels =
-        serde_json::from_str(labels).map_err(|e| corrupt_json(format!("{}: labels", what()), e))?;
-    let report =
-        serde_json::from_str(report).map_err(|e| corrupt_json(format!("{}: report", what()), e))?;
-    Ok((
-        id,
-        Manifest {
-            digest,
-            labels,
-            format,
-            report,
-        },
-    ))
-}
+use tocsin_store::codec::decode_manifest as decode;
 
 pub(crate) async fn get(c: &Client, digest: &Digest) -> Result<Option<Manifest>> {
     let st = c
@@ -305,23 +314,71 @@ pub(crate) async fn list(
         .collect()
 }
 
-pub(crate) async fn by_id(
+// The report is fetched only for manifests stored before packages were kept beside it.
+const ENTRY_COLUMNS: &str = "m.id, m.digest, p.packages, \
+     CASE WHEN p.packages IS NULL THEN m.report END \
+     FROM manifest m LEFT JOIN manifest_packages p ON p.id = m.id";
+
+fn entries(rows: &[tokio_postgres::Row]) -> Result<Vec<IndexEntry>> {
+    rows.iter()
+        .map(|r| {
+            let report: Option<String> = r.get(3);
+            decode_index_entry(r.get(0), r.get(1), r.get(2), || Ok(report))
+        })
+        .collect()
+}
+
+pub(crate) async fn entries_after(
     c: &Client,
     after: Option<ManifestId>,
     limit: usize,
-) -> Result<Vec<(ManifestId, Manifest)>> {
+) -> Result<Vec<IndexEntry>> {
     let st = c
-        .prepare_cached(
-            "SELECT id, digest, format, labels, report FROM manifest
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} WHERE m.id > $1 ORDER BY m.id LIMIT $2"
+        ))
         .await
-        .ctx("manifests_by_id: prepare")?;
+        .ctx("index_entries_after: prepare")?;
     let rows = c
         .query(&st, &[&after.map_or(0, i64::from), &to_i64(limit)])
         .await
-        .ctx("manifests_by_id: query")?;
-    rows.iter()
-        .map(|r| decode(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect()
+        .ctx("index_entries_after: query")?;
+    entries(&rows)
+}
+
+pub(crate) async fn entries_of(c: &Client, ids: &[ManifestId]) -> Result<Vec<IndexEntry>> {
+    let ids: Vec<i64> = ids.iter().map(|i| i64::from(*i)).collect();
+    let st = c
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} WHERE m.id = ANY($1) ORDER BY m.id"
+        ))
+        .await
+        .ctx("index_entries: prepare")?;
+    let rows = c.query(&st, &[&ids]).await.ctx("index_entries: query")?;
+    entries(&rows)
+}
+
+pub(crate) async fn labels_of(
+    c: &Client,
+    ids: &[ManifestId],
+    label: &str,
+) -> Result<std::collections::HashMap<ManifestId, String>> {
+    let ids: Vec<i64> = ids.iter().map(|i| i64::from(*i)).collect();
+    let rows = c
+        .query(
+            "SELECT id, labels FROM manifest WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .ctx("manifest_labels: query")?;
+    let mut out = std::collections::HashMap::new();
+    for r in rows {
+        let id: i64 = r.get(0);
+        let mut labels: std::collections::BTreeMap<String, String> = serde_json::from_str(r.get(1))
+            .map_err(|e| corrupt_json(format!("manifest row id {id}: labels"), e))?;
+        if let Some(v) = labels.remove(label) {
+            out.insert(manifest_id(id, "a labelled manifest")?, v);
+        }
+    }
+    Ok(out)
 }

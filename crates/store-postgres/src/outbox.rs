@@ -20,9 +20,10 @@ use deadpool_postgres::{Client, GenericClient, Transaction};
 use time::OffsetDateTime;
 use tocsin_model::change::ChangeSet;
 use tocsin_model::notification::{Notification, ReceiptStatus};
+use tocsin_store::codec::decode_change_set;
 use tocsin_store::{
-    Attempt, AttemptOutcome, Backlog, DeliveryTask, GcStats, NotificationSetInfo, ProcessedUpdate,
-    Receipt, StoreError,
+    Attempt, AttemptOutcome, Backlog, DeliveryTask, GcStats, NotificationSetInfo, Receipt,
+    StoreError,
 };
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -37,52 +38,7 @@ use crate::schema::{LOCK_GC, LOCK_VULNS, NOTIFY_CHANNEL};
 
 // ---- encoding (before a connection is taken) ------------------------------------------------
 
-pub(crate) use tocsin_store::codec::{encode_set, EncodedSet};
-
-/// A processed update encoded for storage.
-pub(crate) struct EncodedProcessed {
-    updater: String,
-    prev: Option<Uuid>,
-    cur: Uuid,
-    change_set: String,
-    set: Option<EncodedSet>,
-    legacy: Option<crate::legacy::EncodedLegacy>,
-}
-
-/// Checks that the parts of a [`ProcessedUpdate`] describe one step of one updater, then encodes
-/// it. A mismatch is a caller bug that would otherwise be stored forever.
-pub(crate) fn encode_processed(p: &ProcessedUpdate) -> Result<EncodedProcessed> {
-    let cs = &p.change_set;
-    if cs.updater != p.updater || cs.cur != p.cur || cs.prev != p.prev {
-        return Err(StoreError::Invalid(format!(
-            "commit_processed for updater {:?} ({:?} -> {}): the change set is for updater {:?} \
-             ({:?} -> {})",
-            p.updater, p.prev, p.cur, cs.updater, cs.prev, cs.cur
-        )));
-    }
-    if let Some(s) = &p.notifications {
-        if s.updater != p.updater || s.operation != Some(p.cur) {
-            return Err(StoreError::Invalid(format!(
-                "commit_processed for updater {:?}, operation {}: notification set {} names \
-                 updater {:?}, operation {:?}",
-                p.updater, p.cur, s.id, s.updater, s.operation
-            )));
-        }
-    }
-    Ok(EncodedProcessed {
-        updater: p.updater.clone(),
-        prev: p.prev,
-        cur: p.cur,
-        change_set: serde_json::to_string(cs)
-            .map_err(|e| StoreError::Invalid(format!("change set of operation {}: {e}", p.cur)))?,
-        set: p.notifications.as_ref().map(encode_set).transpose()?,
-        legacy: p
-            .legacy
-            .as_ref()
-            .map(|l| crate::legacy::encode(l, p.cur, cs.changes.len()))
-            .transpose()?,
-    })
-}
+pub(crate) use tocsin_store::codec::{encode_processed, encode_set, EncodedProcessed, EncodedSet};
 
 // ---- writing sets ---------------------------------------------------------------------------
 
@@ -217,10 +173,8 @@ pub(crate) async fn change_set(c: &Client, op: Uuid) -> Result<Option<ChangeSet>
         )
         .await
         .with_ctx(|| format!("reading the change set of {op}"))?;
-    row.map(|r| {
-        serde_json::from_str(r.get(0)).map_err(|e| corrupt_json(format!("change set of {op}"), e))
-    })
-    .transpose()
+    row.map(|r| decode_change_set(r.get(0), &format!("change set of {op}")))
+        .transpose()
 }
 
 // ---- reading sets ---------------------------------------------------------------------------
@@ -456,12 +410,15 @@ pub(crate) async fn claim(
         return Ok(Vec::new());
     }
     let tx = c.transaction().await.ctx("claim_deliveries: begin")?;
+    // One index range per status, each read in index order, then merged: `status IN (…)`
+    // cannot use the index order and sorts every due receipt on each claim. Rows locked here
+    // but not leased (the merge keeps `limit`) are simply released at commit.
     let st = tx
         .prepare_cached(
-            "SELECT r.set_seq, s.id, r.attempts, s.created_at, s.entries
+            "SELECT r.set_seq, s.id, r.attempts, s.created_at, s.entries, r.next_attempt_at
              FROM receipt r JOIN notification_set s ON s.seq = r.set_seq
              WHERE r.channel = $1
-               AND r.status IN ('created', 'delivery_failed')
+               AND r.status = $4
                AND r.next_attempt_at <= $2
                AND s.deleted_at IS NULL
                AND (r.lease_until IS NULL OR r.lease_until <= $2)
@@ -471,10 +428,16 @@ pub(crate) async fn claim(
         )
         .await
         .ctx("claim_deliveries: prepare")?;
-    let due = tx
-        .query(&st, &[&channel, &now, &to_i64(limit)])
-        .await
-        .with_ctx(|| format!("claim_deliveries on {channel:?}"))?;
+    let mut due = Vec::new();
+    for status in ["created", "delivery_failed"] {
+        due.extend(
+            tx.query(&st, &[&channel, &now, &to_i64(limit), &status])
+                .await
+                .with_ctx(|| format!("claim_deliveries on {channel:?}"))?,
+        );
+    }
+    due.sort_by_key(|r| (r.get::<_, i64>(5), r.get::<_, i64>(0)));
+    due.truncate(limit);
     let mut tasks = Vec::with_capacity(due.len());
     let mut seqs = Vec::with_capacity(due.len());
     let mut leases = Vec::with_capacity(due.len());
@@ -556,9 +519,39 @@ pub(crate) async fn record_attempt(
     task: &DeliveryTask,
     a: &EncodedAttempt,
 ) -> Result<ReceiptStatus> {
+    let tx = c.transaction().await.ctx("record_attempt: begin")?;
+    let out = record_in(&tx, task, a).await?;
+    tx.commit().await.ctx("record_attempt: commit")?;
+    out
+}
+
+/// Records a batch of attempts in one transaction (see `Store::record_attempts`). Sets are
+/// locked in id order, so two batches can never wait on each other in a cycle.
+pub(crate) async fn record_attempts(
+    c: &mut Client,
+    batch: &[(DeliveryTask, EncodedAttempt)],
+) -> Result<Vec<Result<ReceiptStatus>>> {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|i| (batch[*i].0.set_id, batch[*i].0.channel.clone()));
+    let tx = c.transaction().await.ctx("record_attempts: begin")?;
+    let mut out: Vec<Option<Result<ReceiptStatus>>> = (0..batch.len()).map(|_| None).collect();
+    for i in order {
+        let (task, a) = &batch[i];
+        out[i] = Some(record_in(&tx, task, a).await?);
+    }
+    tx.commit().await.ctx("record_attempts: commit")?;
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// One attempt inside the caller's transaction. The outer error fails the transaction; the
+/// inner one (a lost lease) is the attempt's own outcome, recorded all the same.
+async fn record_in(
+    tx: &Transaction<'_>,
+    task: &DeliveryTask,
+    a: &EncodedAttempt,
+) -> Result<Result<ReceiptStatus>> {
     let set = task.set_id;
     let channel = task.channel.as_str();
-    let tx = c.transaction().await.ctx("record_attempt: begin")?;
     // Set row first, then the receipt (the lock order of every writer; see the module doc).
     let set_row = tx
         .query_opt(
@@ -569,7 +562,7 @@ pub(crate) async fn record_attempt(
         .with_ctx(|| format!("record_attempt: locking set {set}"))?;
     let Some(set_row) = set_row else {
         // Deleted and already collected: there is nothing left to attach the attempt to.
-        return Ok(ReceiptStatus::Deleted);
+        return Ok(Ok(ReceiptStatus::Deleted));
     };
     let (seq, deleted_at): (i64, Option<i64>) = (set_row.get(0), set_row.get(1));
     let lease: Option<Option<Uuid>> = tx
@@ -604,16 +597,14 @@ pub(crate) async fn record_attempt(
     .await
     .with_ctx(|| format!("record_attempt: storing the attempt on set {set}, {channel:?}"))?;
     if deleted_at.is_some() {
-        tx.commit().await.ctx("record_attempt: commit")?;
-        return Ok(ReceiptStatus::Deleted);
+        return Ok(Ok(ReceiptStatus::Deleted));
     }
     if lease != Some(task.lease) {
         // The attempt did happen, so the history keeps it; only the receipt is not ours to move.
-        tx.commit().await.ctx("record_attempt: commit")?;
-        return Err(StoreError::Conflict(format!(
+        return Ok(Err(StoreError::Conflict(format!(
             "set {set}, channel {channel:?}: lease {} is no longer held (expired and re-claimed)",
             task.lease
-        )));
+        ))));
     }
     let (status, next_attempt_at, delivered_at) = match (a.outcome, a.dead_letter) {
         ("failed", true) => (ReceiptStatus::DeadLetter, None, None),
@@ -657,8 +648,7 @@ pub(crate) async fn record_attempt(
             .await
             .ctx("record_attempt: announcing a retry")?;
     }
-    tx.commit().await.ctx("record_attempt: commit")?;
-    Ok(status)
+    Ok(Ok(status))
 }
 
 pub(crate) async fn attempts(c: &Client, set: Uuid) -> Result<Vec<Attempt>> {

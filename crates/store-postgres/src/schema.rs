@@ -182,6 +182,19 @@ CREATE TABLE secret (
     value BYTEA NOT NULL
 );
 "#,
+    // 3: inventories and change sets at fleet scale. `manifest_packages` holds each manifest's
+    // installed packages in the compact form the index is rebuilt from
+    // (`tocsin_store::codec::encode_packages`), so a rebuild never decodes report JSON (manifests
+    // stored before this version have no row, and their report is read instead). Change sets
+    // become bytes: the binary encoding for new rows, the old JSON text converted to its UTF-8
+    // bytes (`codec::decode_change_set` reads both).
+    r#"
+CREATE TABLE manifest_packages (
+    id       BIGINT PRIMARY KEY REFERENCES manifest(id) ON DELETE CASCADE,
+    packages BYTEA  NOT NULL
+);
+ALTER TABLE change_set ALTER COLUMN body TYPE BYTEA USING convert_to(body, 'UTF8');
+"#,
 ];
 
 /// The schema version this build writes.

@@ -47,6 +47,21 @@ impl TestDatabase {
         &self.connstring
     }
 
+    /// Brings its schema to `version` only, as an older release of tocsin left it (upgrade
+    /// tests write rows in the older shapes, then open a [`store`](Self::store)).
+    pub async fn migrate_to(&self, version: i64) {
+        let (mut client, conn) = match tokio_postgres::connect(&self.connstring, NoTls).await {
+            Ok(c) => c,
+            Err(e) => panic!("connecting to test database {}: {e}", self.name),
+        };
+        let task = tokio::spawn(conn);
+        if let Err(e) = crate::schema::migrate_to(&mut client, version).await {
+            panic!("migrating test database {} to {version}: {e}", self.name);
+        }
+        drop(client);
+        let _ = task.await;
+    }
+
     /// A store on it, schema migrated.
     pub async fn store(&self) -> PgStore {
         match PgStore::connect(&PgOptions::new(self.connstring.clone(), true)).await {
