@@ -77,7 +77,7 @@ pub async fn put_updater_path(
         .map(|p| {
             serde_json::json!({
                 "updater": p.updater, "operation": p.operation, "changes": p.changes,
-                "notification_id": p.set, "entries": p.entries,
+                "notification_id": p.set, "entries": p.entries, "manifests": p.manifests,
             })
         })
         .collect();

@@ -158,16 +158,19 @@ async fn quay_like_client_pages_every_notification_and_facts_match_the_change_se
             if seen.pages > 1 {
                 multi_page += 1;
             }
-            let digests = |l: &[(u64, String)]| -> Vec<String> {
-                let mut v: Vec<String> = l.iter().map(|(_, n)| n.clone()).collect();
+            // Each layer is a manifest the change names: Index is its id, LayerName its digest.
+            let layers = |l: &[(u64, String)]| -> Vec<(u64, String)> {
+                let mut v = l.to_vec();
                 v.sort();
                 v
             };
-            let strings = |d: &[tocsin_model::Digest]| -> Vec<String> {
-                d.iter().map(ToString::to_string).collect()
+            let named = |ids: &tocsin_model::change::ManifestSet| -> Vec<(u64, String)> {
+                ids.iter()
+                    .map(|id| (u64::from(id), cs.digest(id).unwrap().to_string()))
+                    .collect()
             };
-            assert_eq!(digests(&seen.old_layers), strings(&change.old_affected));
-            assert_eq!(digests(&seen.new_layers), strings(&change.new_affected));
+            assert_eq!(layers(&seen.old_layers), named(&change.old_affected));
+            assert_eq!(layers(&seen.new_layers), named(&change.new_affected));
             assert_eq!(seen.old.is_some(), change.old.is_some());
             assert_eq!(seen.new.is_some(), change.new.is_some());
             // Index is stable: the same manifest has the same index in Old and New.

@@ -117,8 +117,12 @@ async fn grpc_client_pages_both_streams_and_resumes_after_a_crash() {
             let names = |s: &[(i32, String)]| -> BTreeSet<String> {
                 s.iter().map(|(_, n)| n.clone()).collect()
             };
-            let digests = |d: &[tocsin_model::Digest]| -> BTreeSet<String> {
-                d.iter().map(ToString::to_string).collect()
+            let digests = |ids: &tocsin_model::change::ManifestSet| -> BTreeSet<String> {
+                cs.digests(ids)
+                    .unwrap()
+                    .into_iter()
+                    .map(ToString::to_string)
+                    .collect()
             };
             assert_eq!(names(&old), digests(&change.old_affected));
             assert_eq!(names(&new), digests(&change.new_affected));

@@ -2,10 +2,11 @@
 //! manifests each version affects.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use tocsin_index::{ManifestIndex, VulnEntry};
-use tocsin_model::change::VulnChange;
+use tocsin_index::ManifestIndex;
+use tocsin_model::change::{ManifestSet, VulnChange};
 use tocsin_model::vuln::{Identity, VulnId, Vulnerability};
 use tocsin_model::Digest;
+use tocsin_versions::CompiledRule;
 
 /// An (old, new) pair of versions of one vulnerability; either side may be absent.
 pub type Pair = (Option<VulnId>, Option<VulnId>);
@@ -37,36 +38,19 @@ pub fn pair_changes(
     Ok(by_identity.into_values().collect())
 }
 
-/// The manifests one vulnerability version affects, as sorted digests.
-pub fn affected_digests(
-    index: &ManifestIndex,
-    digests: &HashMap<u32, Digest>,
-    id: &VulnId,
-    v: &Vulnerability,
-) -> Vec<Digest> {
-    let entry = VulnEntry::new(id.clone(), v.clone());
-    let mut out: Vec<Digest> = index
-        .affected(v, &entry.rule)
-        .iter()
-        .filter_map(|m| digests.get(&m).cloned())
-        .collect();
-    out.sort();
-    out
-}
-
-/// Builds the per-vulnerability changes for paired ids.
+/// Builds the per-vulnerability changes for paired ids: each version's affected manifests from the
+/// reverse index, and the digest of every manifest named (so the change set reads on its own).
 pub fn changes(
     pairs: Vec<Pair>,
     vulns: &HashMap<VulnId, Vulnerability>,
     index: &ManifestIndex,
     digests: &HashMap<u32, Digest>,
-) -> Vec<VulnChange> {
-    let affected =
-        |id: &Option<VulnId>| match id.as_ref().and_then(|i| vulns.get(i).map(|v| (i, v))) {
-            Some((i, v)) => affected_digests(index, digests, i, v),
-            None => Vec::new(),
-        };
-    pairs
+) -> (Vec<VulnChange>, BTreeMap<u32, Digest>) {
+    let affected = |id: &Option<VulnId>| match id.as_ref().and_then(|i| vulns.get(i)) {
+        Some(v) => index.affected(v, &CompiledRule::new(&v.affected, &v.package.ecosystem)),
+        None => ManifestSet::new(),
+    };
+    let changes: Vec<VulnChange> = pairs
         .into_iter()
         .map(|(old, new)| VulnChange {
             old_affected: affected(&old),
@@ -74,5 +58,17 @@ pub fn changes(
             old,
             new,
         })
-        .collect()
+        .collect();
+    let mut named = ManifestSet::new();
+    for c in &changes {
+        named |= &c.old_affected;
+        named |= &c.new_affected;
+    }
+    // The index and the digest map are updated together under one lock, so every id it
+    // returned has a digest.
+    let manifests = named
+        .iter()
+        .filter_map(|id| digests.get(&id).map(|d| (id, d.clone())))
+        .collect();
+    (changes, manifests)
 }

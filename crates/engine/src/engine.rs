@@ -4,14 +4,14 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 use tocsin_index::{IndexStats, ManifestIndex, VulnEntry, VulnIndex};
-use tocsin_model::change::ChangeSet;
+use tocsin_model::change::{ChangeSet, ManifestSet};
 use tocsin_model::claircore::{UpdateOperation, VulnerabilityReport};
 use tocsin_model::inventory::{installed_packages, Manifest};
 use tocsin_model::notification::{Notification, Reason, VulnSummary};
 use tocsin_model::vuln::{VulnId, Vulnerability};
 use tocsin_model::{Digest, Severity};
 use tocsin_store::{
-    ImportOutcome, LegacyLayer, ManifestId, MarkRead, NewLegacyNotification,
+    ImportOutcome, IndexEntry, LegacyLayer, ManifestId, MarkRead, NewLegacyNotification,
     NewLegacyNotifications, NewNotificationSet, ProcessedUpdate, PutOutcome, Store, StoreError,
     StoreEvent,
 };
@@ -61,6 +61,9 @@ pub struct Processed {
     pub entries: usize,
     /// Clair v2/v3 notifications created (one per changed vulnerability naming a manifest).
     pub legacy: usize,
+    /// Distinct manifests whose affectedness changed (newly affected or no longer affected by
+    /// some vulnerability).
+    pub manifests: u64,
 }
 
 struct Manifests {
@@ -100,14 +103,18 @@ pub struct Engine {
     legacy_cache: std::sync::Mutex<Vec<(Uuid, Arc<LegacyOperation>)>>,
 }
 
-/// Manifests decoded at a time while rebuilding the index at start (bounds the start-up peak).
-const REBUILD_PAGE: usize = 100;
+/// Manifests read at a time while rebuilding the index at start (bounds the start-up peak; the
+/// store returns only their packages, in a compact form).
+const REBUILD_PAGE: usize = 1000;
 
 /// What v2/v3 pages of one operation are computed from.
 struct LegacyOperation {
     change_set: ChangeSet,
     layers: HashMap<Digest, (u32, String)>,
 }
+
+/// Manifest changes read from the feed at a time.
+const FEED_PAGE: usize = 1000;
 
 /// Operations kept in the v2/v3 page cache.
 const LEGACY_CACHE: usize = 8;
@@ -137,13 +144,12 @@ impl Engine {
         };
         let mut after = None;
         loop {
-            // Small pages: each holds whole decoded inventories, and only their packages are kept.
-            let page = store.manifests_by_id(after, REBUILD_PAGE).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(*last);
-            for (id, m) in page {
-                manifests.index.add(id, &installed_packages(&m.report));
-                manifests.digests.insert(id, m.digest);
+            let page = store.index_entries_after(after, REBUILD_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for e in page {
+                manifests.index.add_refs(e.id, e.packages.iter());
+                manifests.digests.insert(e.id, e.digest);
             }
         }
         let engine = Engine {
@@ -298,30 +304,55 @@ impl Engine {
     /// Applies the store's manifest change feed to the reverse index: manifests created,
     /// replaced or deleted by this process or any other. Returns how many changes were applied.
     pub async fn refresh_manifests(&self) -> Result<usize, EngineError> {
+        self.apply_manifest_changes(None).await
+    }
+
+    /// [`refresh_manifests`](Self::refresh_manifests), taking the packages of the manifest this
+    /// process has just stored from `known` instead of reading them back.
+    async fn apply_manifest_changes(
+        &self,
+        known: Option<(ManifestId, &Manifest)>,
+    ) -> Result<usize, EngineError> {
         let _f = self.feed.lock().await;
         let mut applied = 0;
         loop {
             let seq = self.manifests.read().map_err(|_| lock_poisoned())?.seq;
-            let changes = self.store.manifest_changes(seq, 500).await?;
+            let changes = self.store.manifest_changes(seq, FEED_PAGE).await?;
             if changes.is_empty() {
                 break;
             }
-            let mut loaded = Vec::with_capacity(changes.len());
-            for c in changes {
-                let m = match c.deleted {
-                    true => None,
-                    // Gone again already: its delete follows later in the feed.
-                    false => self.store.get_manifest(&c.digest).await?,
-                };
-                loaded.push((c, m));
+            // Gone again already when absent here: its delete follows later in the feed.
+            let wanted: Vec<ManifestId> = changes
+                .iter()
+                .filter(|c| !c.deleted && known.is_none_or(|(id, _)| id != c.id))
+                .map(|c| c.id)
+                .collect();
+            let mut loaded: HashMap<ManifestId, IndexEntry> = HashMap::new();
+            if !wanted.is_empty() {
+                loaded.extend(
+                    self.store
+                        .index_entries(&wanted)
+                        .await?
+                        .into_iter()
+                        .map(|e| (e.id, e)),
+                );
             }
             let mut g = self.manifests.write().map_err(|_| lock_poisoned())?;
-            for (c, m) in loaded {
+            for c in changes {
                 g.index.remove(c.id);
                 g.digests.remove(&c.id);
-                if let Some(m) = m {
-                    g.index.add(c.id, &installed_packages(&m.report));
-                    g.digests.insert(c.id, m.digest);
+                if !c.deleted {
+                    match (known, loaded.remove(&c.id)) {
+                        (Some((id, m)), _) if id == c.id => {
+                            g.index.add(id, &installed_packages(&m.report));
+                            g.digests.insert(id, m.digest.clone());
+                        }
+                        (_, Some(e)) => {
+                            g.index.add_refs(e.id, e.packages.iter());
+                            g.digests.insert(e.id, e.digest);
+                        }
+                        _ => {}
+                    }
                 }
                 g.seq = c.seq;
                 applied += 1;
@@ -343,7 +374,7 @@ impl Engine {
     ) -> Result<(ManifestId, PutOutcome), EngineError> {
         let (id, outcome) = self.store.put_manifest(m, now()).await?;
         if outcome != PutOutcome::Unchanged {
-            self.refresh_manifests().await?;
+            self.apply_manifest_changes(Some((id, m))).await?;
         }
         metrics::counter!("tocsin_manifests_put_total", "outcome" => outcome_name(outcome))
             .increment(1);
@@ -534,7 +565,7 @@ impl Engine {
             .collect();
         let pairs =
             detect::pair_changes(&prev_ids, &cur_ids, &vulns).map_err(EngineError::Inconsistent)?;
-        let changes = {
+        let (changes, manifests) = {
             let g = self.manifests.read().map_err(|_| lock_poisoned())?;
             detect::changes(pairs, &vulns, &g.index, &g.digests)
         };
@@ -543,12 +574,17 @@ impl Engine {
             prev,
             cur,
             changes,
+            manifests,
         };
         let silent = prev.is_none() && self.cfg.first_update == FirstUpdate::Baseline;
         let entries = if silent {
             Vec::new()
         } else {
-            v4_entries(&change_set, &vulns, self.cfg.v4)
+            v4_entries(&change_set, &vulns, self.cfg.v4).map_err(|id| {
+                EngineError::Inconsistent(format!(
+                    "operation {cur}: manifest {id} is named but has no digest"
+                ))
+            })?
         };
         let legacy = match silent {
             true => None,
@@ -562,7 +598,12 @@ impl Engine {
             channels: self.cfg.channels.clone(),
             created_at: now(),
         });
+        let mut touched = ManifestSet::new();
+        for c in &change_set.changes {
+            touched |= &c.old_affected ^ &c.new_affected;
+        }
         let processed = Processed {
+            manifests: touched.len(),
             updater: updater.to_string(),
             operation: cur,
             changes: change_set.changes.len(),
@@ -595,6 +636,7 @@ impl Engine {
             changes = processed.changes,
             set = ?processed.set,
             entries = processed.entries,
+            manifests = processed.manifests,
             legacy = processed.legacy,
             seconds = secs,
             "update operation processed"
@@ -610,7 +652,7 @@ impl Engine {
         vulns: &HashMap<VulnId, Vulnerability>,
     ) -> Result<NewLegacyNotifications, EngineError> {
         let mut notifications = Vec::new();
-        let mut named: std::collections::BTreeSet<&Digest> = std::collections::BTreeSet::new();
+        let mut named = ManifestSet::new();
         for (i, c) in cs.changes.iter().enumerate() {
             if !legacy::is_notified(c) {
                 continue;
@@ -633,34 +675,30 @@ impl Engine {
                 name: legacy::notification_name(cs.cur, &v.identity()),
                 change,
             });
-            named.extend(c.old_affected.iter().chain(&c.new_affected));
+            named |= &c.old_affected;
+            named |= &c.new_affected;
         }
-        let ids: HashMap<&Digest, ManifestId> = {
-            let g = self.manifests.read().map_err(|_| lock_poisoned())?;
-            g.digests
-                .iter()
-                .filter_map(|(id, d)| named.get(d).map(|k| (*k, *id)))
-                .collect()
+        let ids: Vec<ManifestId> = named.iter().collect();
+        let labels = match &self.cfg.legacy_layer_label {
+            Some(label) => self.store.manifest_labels(&ids, label).await?,
+            None => HashMap::new(),
         };
-        let mut layers = Vec::with_capacity(named.len());
-        for d in named {
-            // The change set was computed from this index a moment ago, under the processing
-            // lock, so every digest it names is still there.
-            let index = *ids.get(d).ok_or_else(|| {
-                EngineError::Inconsistent(format!("manifest {d} left the index during processing"))
+        let mut layers = Vec::with_capacity(ids.len());
+        for id in ids {
+            let digest = cs.digest(id).ok_or_else(|| {
+                EngineError::Inconsistent(format!(
+                    "operation {}: manifest {id} is named but has no digest",
+                    cs.cur
+                ))
             })?;
-            let name = match &self.cfg.legacy_layer_label {
-                Some(label) => self
-                    .store
-                    .get_manifest(d)
-                    .await?
-                    .and_then(|m| m.labels.get(label).cloned())
-                    .unwrap_or_else(|| d.to_string()),
-                None => d.to_string(),
-            };
+            // A manifest deleted since the change set was computed keeps its digest as name.
+            let name = labels
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| digest.to_string());
             layers.push(LegacyLayer {
-                digest: d.clone(),
-                index,
+                digest: digest.clone(),
+                index: id,
                 name,
             });
         }
@@ -737,14 +775,14 @@ impl Engine {
             .await?
             .into_iter()
             .collect();
-        let side = |id: &Option<VulnId>, affected: &[Digest], from: Cursor| {
+        let side = |id: &Option<VulnId>, affected: &ManifestSet, from: Cursor| {
             let Some(id) = id else { return Ok(None) };
             let v = vulns.get(id).ok_or_else(|| {
                 EngineError::Inconsistent(format!(
                     "v2/v3 notification {name}: vulnerability {id} is not stored"
                 ))
             })?;
-            let all = legacy::stream(affected, &op.layers).map_err(|e| {
+            let all = legacy::stream(affected, &op.change_set, &op.layers).map_err(|e| {
                 EngineError::Inconsistent(format!("v2/v3 notification {name}: {e}"))
             })?;
             let (layers, next) = legacy::page(&all, from, limit);

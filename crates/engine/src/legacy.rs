@@ -23,7 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tocsin_model::change::VulnChange;
+use tocsin_model::change::{ChangeSet, ManifestSet, VulnChange};
 use tocsin_model::vuln::{Identity, NameKind, Vulnerability};
 use tocsin_model::Digest;
 use tocsin_store::{LegacyLayer, LegacyNotification};
@@ -54,7 +54,7 @@ pub fn notification_name(op: Uuid, identity: &Identity) -> Uuid {
 /// after, or the client could do nothing with it (Clair v2 also notified such changes, which
 /// for a whole OSV feed is tens of thousands of empty notifications).
 pub fn is_notified(c: &VulnChange) -> bool {
-    !c.old_affected.is_empty() || !c.new_affected.is_empty()
+    c.names_manifests()
 }
 
 /// One manifest as a v2 layer / v3 ancestry on a page.
@@ -94,15 +94,20 @@ impl Cursor {
     }
 }
 
-/// The layers a stream names, sorted by index. Every digest must be in the operation's layer
-/// table (it is written in the same commit as the change set); a missing one is an error.
+/// The layers a stream names, sorted by index: each manifest id of `affected` is resolved to its
+/// digest through the change set, and the digest to its index and name through the operation's
+/// layer table (both written in the same commit); a missing one is an error.
 pub fn stream(
-    affected: &[Digest],
+    affected: &ManifestSet,
+    cs: &ChangeSet,
     layers: &HashMap<Digest, (u32, String)>,
 ) -> Result<Vec<IndexedLayer>, String> {
     let mut out = affected
         .iter()
-        .map(|d| {
+        .map(|id| {
+            let d = cs
+                .digest(id)
+                .ok_or_else(|| format!("manifest id {id} has no digest in the change set"))?;
             layers
                 .get(d)
                 .map(|(index, name)| IndexedLayer {
@@ -396,8 +401,13 @@ mod tests {
         let d =
             |n: u8| Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap();
         let map = HashMap::from([(d(1), (9, "a".to_string())), (d(2), (4, "b".to_string()))]);
+        let cs = ChangeSet {
+            manifests: [(1, d(1)), (2, d(2)), (3, d(3))].into_iter().collect(),
+            ..Default::default()
+        };
+        let ids = |v: &[u32]| v.iter().copied().collect::<ManifestSet>();
         assert_eq!(
-            stream(&[d(1), d(2)], &map).unwrap(),
+            stream(&ids(&[1, 2]), &cs, &map).unwrap(),
             vec![
                 IndexedLayer {
                     index: 4,
@@ -409,9 +419,12 @@ mod tests {
                 }
             ]
         );
-        assert!(stream(&[d(3)], &map)
+        assert!(stream(&ids(&[3]), &cs, &map)
             .unwrap_err()
             .contains(&d(3).to_string()));
+        assert!(stream(&ids(&[7]), &cs, &map)
+            .unwrap_err()
+            .contains("manifest id 7"));
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! Projections of a change set into wire formats. Each format is computed from the change set
 //! once, here, and nowhere else.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use tocsin_model::change::ChangeSet;
+use tocsin_model::change::{ChangeSet, ManifestSet};
 use tocsin_model::notification::{Notification, Reason, VulnSummary};
 use tocsin_model::vuln::{VulnId, Vulnerability};
-use tocsin_model::Digest;
 use uuid::Uuid;
 
 /// How v4 entries are formed.
@@ -18,63 +17,118 @@ pub struct V4Options {
     pub changed_reason: bool,
 }
 
-/// The v4 notification entries of a change set, in a stable order: by manifest, then reason
-/// (added, removed, changed), then most severe first, then by vulnerability name.
+/// The v4 notification entries of a change set, in a stable order: by manifest digest, then
+/// reason (added, removed, changed), then most severe first, then by vulnerability name.
 ///
 /// Summary mode keys by (manifest, reason) — not by manifest alone as Clair does, which lets an
 /// added and a removed hit on one manifest overwrite each other.
+///
+/// Fails naming the manifest id when the change set lacks the digest of a manifest it names.
 pub fn v4_entries(
     cs: &ChangeSet,
     vulns: &HashMap<VulnId, Vulnerability>,
     opts: V4Options,
-) -> Vec<Notification> {
-    // (manifest, reason) → candidate vulnerabilities
-    let mut hits: BTreeMap<(Digest, Reason), Vec<&Vulnerability>> = BTreeMap::new();
+) -> Result<Vec<Notification>, u32> {
+    // Every vulnerability version that can be reported, with the reason and manifests it is
+    // reported for.
+    let mut hits: Vec<(&Vulnerability, Reason, ManifestSet)> = Vec::new();
     for c in &cs.changes {
         let old = c.old.as_ref().and_then(|i| vulns.get(i));
         let new = c.new.as_ref().and_then(|i| vulns.get(i));
         if let Some(v) = new {
-            for d in c.added() {
-                hits.entry((d.clone(), Reason::Added)).or_default().push(v);
-            }
+            hits.push((v, Reason::Added, c.added()));
         }
         if let Some(v) = old {
-            for d in c.removed() {
-                hits.entry((d.clone(), Reason::Removed))
-                    .or_default()
-                    .push(v);
-            }
+            hits.push((v, Reason::Removed, c.removed()));
         }
         if opts.changed_reason {
             if let (Some(_), Some(v)) = (old, new) {
-                for d in c.kept() {
-                    hits.entry((d.clone(), Reason::Changed))
-                        .or_default()
-                        .push(v);
+                hits.push((v, Reason::Changed, c.kept()));
+            }
+        }
+    }
+    hits.retain(|(_, _, m)| !m.is_empty());
+    // Rank the hits once (most severe, then name, then package; ties in the changes' order): an
+    // entry's order and the summary's choice are then integer comparisons. Hits with equal keys
+    // share a group, and one (manifest, reason) lists a group once, as its first-ranked hit.
+    let order = |a: &Vulnerability, b: &Vulnerability| {
+        b.normalized_severity
+            .cmp(&a.normalized_severity)
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.package.cmp(&b.package))
+    };
+    let mut by_rank: Vec<usize> = (0..hits.len()).collect();
+    by_rank.sort_by(|a, b| order(hits[*a].0, hits[*b].0));
+    let mut rank = vec![0u32; hits.len()];
+    let mut group = vec![0u32; hits.len()];
+    for (r, &i) in by_rank.iter().enumerate() {
+        rank[i] = r as u32;
+        group[r] = match r {
+            0 => 0,
+            _ if order(hits[by_rank[r - 1]].0, hits[i].0) == std::cmp::Ordering::Equal => {
+                group[r - 1]
+            }
+            _ => group[r - 1] + 1,
+        };
+    }
+    let reason_slot = |r: Reason| match r {
+        Reason::Added => 0usize,
+        Reason::Removed => 1,
+        Reason::Changed => 2,
+    };
+    let reasons = [Reason::Added, Reason::Removed, Reason::Changed];
+    // (manifest, reason slot, rank)
+    let mut picked: Vec<(u32, usize, u32)> = Vec::new();
+    if opts.disable_summary {
+        for (i, (_, reason, manifests)) in hits.iter().enumerate() {
+            let slot = reason_slot(*reason);
+            picked.extend(manifests.iter().map(|m| (m, slot, rank[i])));
+        }
+        picked.sort_unstable();
+        picked.dedup_by(|b, a| {
+            a.0 == b.0 && a.1 == b.1 && group[a.2 as usize] == group[b.2 as usize]
+        });
+    } else {
+        // Manifest ids are dense, so the best rank per (manifest, reason) is a plain array.
+        let width = hits
+            .iter()
+            .filter_map(|(_, _, m)| m.max())
+            .max()
+            .map_or(0, |m| m as usize + 1);
+        let mut best = vec![[u32::MAX; 3]; width];
+        for (i, (_, reason, manifests)) in hits.iter().enumerate() {
+            let slot = reason_slot(*reason);
+            for m in manifests {
+                let b = &mut best[m as usize][slot];
+                *b = (*b).min(rank[i]);
+            }
+        }
+        for (m, ranks) in best.iter().enumerate() {
+            for (slot, r) in ranks.iter().enumerate() {
+                if *r != u32::MAX {
+                    picked.push((m as u32, slot, *r));
                 }
             }
         }
     }
-    let mut out = Vec::new();
-    for ((manifest, reason), mut vs) in hits {
-        vs.sort_by(|a, b| {
-            b.normalized_severity
-                .cmp(&a.normalized_severity)
-                .then_with(|| a.name.cmp(&b.name))
-                .then_with(|| a.package.cmp(&b.package))
-        });
-        vs.dedup_by(|a, b| a.name == b.name && a.package == b.package);
-        let take = if opts.disable_summary { vs.len() } else { 1 };
-        for v in vs.into_iter().take(take) {
-            out.push(Notification {
-                id: Uuid::new_v4(),
-                manifest: manifest.clone(),
-                reason,
-                vulnerability: VulnSummary::of(v),
-            });
-        }
-    }
-    out
+    let mut rows = picked
+        .into_iter()
+        .map(|(m, slot, r)| Ok((cs.digest(m).ok_or(m)?, slot, r)))
+        .collect::<Result<Vec<_>, u32>>()?;
+    rows.sort_unstable();
+    let summaries: Vec<VulnSummary> = by_rank
+        .iter()
+        .map(|&i| VulnSummary::of(hits[i].0))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|(manifest, slot, r)| Notification {
+            id: Uuid::new_v4(),
+            manifest: manifest.clone(),
+            reason: reasons[slot],
+            vulnerability: summaries[r as usize].clone(),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -82,10 +136,14 @@ mod tests {
     use super::*;
     use tocsin_model::change::VulnChange;
     use tocsin_model::vuln::{Affected, NameKind, PackageSpec};
-    use tocsin_model::Severity;
+    use tocsin_model::{Digest, Severity};
 
     fn d(n: u8) -> Digest {
         Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
+    }
+
+    fn ids(ids: &[u8]) -> ManifestSet {
+        ids.iter().map(|i| u32::from(*i)).collect()
     }
 
     fn v(name: &str, sev: Severity, desc: &str) -> Vulnerability {
@@ -131,28 +189,29 @@ mod tests {
                 VulnChange {
                     old: None,
                     new: Some(low.id()),
-                    old_affected: vec![],
-                    new_affected: vec![d(1), d(2)],
+                    old_affected: ManifestSet::new(),
+                    new_affected: ids(&[1, 2]),
                 },
                 VulnChange {
                     old: None,
                     new: Some(high.id()),
-                    old_affected: vec![],
-                    new_affected: vec![d(1)],
+                    old_affected: ManifestSet::new(),
+                    new_affected: ids(&[1]),
                 },
                 VulnChange {
                     old: Some(gone.id()),
                     new: None,
-                    old_affected: vec![d(1)],
-                    new_affected: vec![],
+                    old_affected: ids(&[1]),
+                    new_affected: ManifestSet::new(),
                 },
                 VulnChange {
                     old: Some(changed_old.id()),
                     new: Some(changed_new.id()),
-                    old_affected: vec![d(2), d(3)],
-                    new_affected: vec![d(3), d(4)],
+                    old_affected: ids(&[2, 3]),
+                    new_affected: ids(&[3, 4]),
                 },
             ],
+            manifests: (1..=4).map(|i| (u32::from(i), d(i))).collect(),
         };
         (cs, vulns)
     }
@@ -169,7 +228,7 @@ mod tests {
     #[test]
     fn summary_mode_keeps_the_most_severe_per_manifest_and_reason() {
         let (cs, vulns) = fixture();
-        let e = v4_entries(&cs, &vulns, V4Options::default());
+        let e = v4_entries(&cs, &vulns, V4Options::default()).unwrap();
         assert_eq!(
             summary(&e),
             vec![
@@ -192,7 +251,8 @@ mod tests {
                 disable_summary: true,
                 changed_reason: true,
             },
-        );
+        )
+        .unwrap();
         assert_eq!(
             summary(&e),
             vec![
@@ -210,5 +270,12 @@ mod tests {
             e[4].vulnerability.description, "old",
             "removed entries show the old version"
         );
+    }
+
+    #[test]
+    fn a_manifest_without_a_recorded_digest_is_an_error() {
+        let (mut cs, vulns) = fixture();
+        cs.manifests.remove(&4);
+        assert_eq!(v4_entries(&cs, &vulns, V4Options::default()), Err(4));
     }
 }
