@@ -61,11 +61,11 @@ pub struct WorkerOptions {
 }
 
 impl Default for WorkerOptions {
-    /// 32 per pass, 4 in flight, 5 min leases, a pass every 5 s (retries are due at arbitrary
+    /// 256 per pass, 4 in flight, 5 min leases, a pass every 5 s (retries are due at arbitrary
     /// times; new sets wake the worker at once), pages of 1000 entries, 5 s after a store error.
     fn default() -> Self {
         WorkerOptions {
-            batch: 32,
+            batch: 256,
             lease: Duration::from_secs(300),
             poll_interval: Duration::from_secs(5),
             concurrency: 4,
@@ -185,41 +185,138 @@ async fn pass(
     now: OffsetDateTime,
 ) -> Result<PassStats, DeliverError> {
     let channel = deliverer.channel();
-    let tasks = store
-        .claim_deliveries(channel, now, opts.lease, opts.batch)
-        .await?;
-    let mut stats = PassStats {
-        claimed: tasks.len(),
-        attempted: 0,
-    };
-    if tasks.is_empty() {
-        return Ok(stats);
-    }
-    debug!(%channel, claimed = tasks.len(), "claimed deliveries");
     let clock = Instant::now();
-    let results: Vec<Result<bool, StoreError>> = futures::stream::iter(tasks)
-        .map(|task| deliver_one(store, deliverer, policy, opts, task, now, clock))
-        .buffer_unordered(opts.concurrency)
-        .collect()
-        .await;
-    let mut first_error = None;
-    for r in results {
-        match r {
-            Ok(attempted) => stats.attempted += usize::from(attempted),
-            Err(e) => {
-                if first_error.is_none() {
-                    first_error = Some(e);
+    // Claims are small and made as delivery slots free up, so a claimed set waits at most about
+    // four delivery timeouts before its attempt starts, inside its lease however long the pass
+    // (the configuration requires the lease to exceed the timeout; the default is ten times);
+    // and deliveries never wait for a whole batch to finish before the next begins.
+    let claim_size = opts.concurrency.saturating_mul(4).min(opts.batch).max(1);
+    let mut queue: std::collections::VecDeque<DeliveryTask> = std::collections::VecDeque::new();
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut claiming = true;
+    let mut stats = PassStats::default();
+    let mut finished: Vec<Made> = Vec::new();
+    let mut first_error: Option<StoreError> = None;
+    loop {
+        while in_flight.len() < opts.concurrency {
+            if queue.is_empty() && claiming && first_error.is_none() {
+                let want = claim_size.min(opts.batch - stats.claimed);
+                let at = now + clock.elapsed();
+                match store.claim_deliveries(channel, at, opts.lease, want).await {
+                    Ok(v) => {
+                        stats.claimed += v.len();
+                        claiming = v.len() == want && stats.claimed < opts.batch;
+                        if !v.is_empty() {
+                            debug!(%channel, claimed = v.len(), "claimed deliveries");
+                        }
+                        queue.extend(v);
+                    }
+                    Err(e) => {
+                        claiming = false;
+                        first_error = Some(e);
+                    }
                 }
             }
+            match queue.pop_front() {
+                Some(t) => {
+                    in_flight.push(deliver_one(store, deliverer, policy, opts, t, now, clock))
+                }
+                None => break,
+            }
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let mut take = |r: Result<Option<Made>, StoreError>| match r {
+            Ok(Some(m)) => finished.push(m),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        };
+        if let Some(r) = in_flight.next().await {
+            take(r);
+        }
+        while let Some(Some(r)) = futures::FutureExt::now_or_never(in_flight.next()) {
+            take(r);
+        }
+        // Whatever has finished is recorded together, about a claim's worth of deliveries per
+        // store transaction. A crash before a chunk is recorded leaves its sets to be delivered again
+        // once their leases expire (at-least-once), as a crash during a delivery would.
+        if finished.len() >= claim_size.min(RECORD_CHUNK) || in_flight.is_empty() {
+            record(
+                store,
+                channel,
+                std::mem::take(&mut finished),
+                &mut stats,
+                &mut first_error,
+            )
+            .await;
         }
     }
+    record(store, channel, finished, &mut stats, &mut first_error).await;
     match first_error {
         Some(e) => Err(e.into()),
         None => Ok(stats),
     }
 }
 
-/// Delivers one claimed set; `Ok(true)` when an attempt was made.
+/// Records finished deliveries in one store call and logs each.
+async fn record(
+    store: &dyn Store,
+    channel: &str,
+    made: Vec<Made>,
+    stats: &mut PassStats,
+    first_error: &mut Option<StoreError>,
+) {
+    if made.is_empty() {
+        return;
+    }
+    let batch: Vec<(DeliveryTask, Attempt)> = made
+        .iter()
+        .map(|m| (m.task.clone(), m.attempt.clone()))
+        .collect();
+    let states = match store.record_attempts(&batch).await {
+        Ok(s) => s,
+        Err(e) => {
+            first_error.get_or_insert(e);
+            return;
+        }
+    };
+    for (m, state) in made.iter().zip(states) {
+        stats.attempted += 1;
+        match state {
+            Ok(state) => log_attempt(
+                channel,
+                m.task.set_id,
+                m.task.attempts.saturating_add(1),
+                &m.result,
+                &m.attempt.outcome,
+                state,
+                m.took,
+            ),
+            Err(StoreError::Conflict(why)) => {
+                warn!(%channel, set = %m.task.set_id, %why, "lease lost before the attempt was recorded; another worker owns the set now");
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Attempts recorded per store call at most.
+const RECORD_CHUNK: usize = 128;
+
+/// A delivery made, waiting to be recorded.
+struct Made {
+    task: DeliveryTask,
+    attempt: Attempt,
+    result: DeliveryResult,
+    took: Duration,
+}
+
+/// Delivers one claimed set; `None` when there was nothing to deliver.
 async fn deliver_one(
     store: &dyn Store,
     deliverer: &dyn Deliverer,
@@ -228,7 +325,7 @@ async fn deliver_one(
     task: DeliveryTask,
     pass_time: OffsetDateTime,
     pass_clock: Instant,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Made>, StoreError> {
     let channel = deliverer.channel();
     let set_id = task.set_id;
     let entries = if deliverer.needs_entries() {
@@ -238,7 +335,7 @@ async fn deliver_one(
                 // Deleted by the client since the claim: there is nothing left to deliver, and the
                 // store no longer offers the receipt once its lease ends.
                 info!(%channel, set = %set_id, "set deleted before delivery; skipped");
-                return Ok(false);
+                return Ok(None);
             }
         }
     } else {
@@ -291,18 +388,14 @@ async fn deliver_one(
         duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
         status_code: result.status(),
         error: error_text,
-        outcome: outcome.clone(),
+        outcome,
     };
-    let state = match store.record_attempt(&task, &attempt).await {
-        Ok(state) => state,
-        Err(StoreError::Conflict(why)) => {
-            warn!(%channel, set = %set_id, %why, "lease lost before the attempt was recorded; another worker owns the set now");
-            return Ok(true);
-        }
-        Err(e) => return Err(e),
-    };
-    log_attempt(channel, set_id, attempts, &result, &outcome, state, took);
-    Ok(true)
+    Ok(Some(Made {
+        task,
+        attempt,
+        result,
+        took,
+    }))
 }
 
 fn log_attempt(

@@ -88,9 +88,10 @@ async fn store_with_notification() -> (Arc<dyn Store>, Uuid) {
                 changes: vec![VulnChange {
                     old: None,
                     new: None,
-                    old_affected: vec![],
-                    new_affected: vec![d.clone()],
+                    old_affected: Default::default(),
+                    new_affected: [1].into_iter().collect(),
                 }],
+                manifests: [(1, d.clone())].into(),
             },
             notifications: None,
             legacy: Some(NewLegacyNotifications {
