@@ -78,6 +78,10 @@ pub struct DemoArgs {
 pub enum ManifestCommand {
     /// Add (or replace) a manifest from an inventory file.
     Add(ManifestAdd),
+    /// Add (or replace) many manifests at once: a JSON Lines stream of claircore IndexReports
+    /// (one per line, each naming its digest in `manifest_hash`), plain or gzip-compressed.
+    /// All-or-nothing: a bad line stores nothing and names the line.
+    Import(ManifestImport),
     /// List stored manifests.
     List {
         /// How many to show.
@@ -112,6 +116,16 @@ pub struct ManifestAdd {
     #[arg(long)]
     pub distribution: Option<String>,
     /// Label key=value (repeatable), e.g. --label image=quay.io/org/app:1.2
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+}
+
+/// `tocsin manifest import` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestImport {
+    /// The JSON Lines file (`.gz` or plain; the content decides), or `-` for standard input.
+    pub path: PathBuf,
+    /// Label key=value given to every manifest (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
 }

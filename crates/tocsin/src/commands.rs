@@ -3,14 +3,16 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
 use tocsin_engine::Engine;
 use tocsin_model::inventory::InventoryFormat;
 use tocsin_model::notification::ReceiptStatus;
 use tocsin_model::Digest;
-use tocsin_store::{ImportOutcome, PutOutcome};
+
+use tocsin_store::{BulkItem, ImportOutcome, PutOutcome, Store};
 use uuid::Uuid;
 
-use crate::cli::{FeedCommand, ManifestAdd, ManifestCommand, NotificationCommand};
+use crate::cli::{FeedCommand, ManifestAdd, ManifestCommand, ManifestImport, NotificationCommand};
 
 fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
     raw.iter()
@@ -26,12 +28,13 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// `tocsin manifest …`
-pub async fn manifest(engine: &Engine, cmd: ManifestCommand) -> Result<()> {
+/// `tocsin manifest …` (all but `report`, see [`manifest_report`]).
+pub async fn manifest(store: Arc<dyn Store>, cmd: ManifestCommand) -> Result<()> {
     match cmd {
-        ManifestCommand::Add(a) => manifest_add(engine, a).await,
+        ManifestCommand::Add(a) => manifest_add(&*store, a).await,
+        ManifestCommand::Import(a) => manifest_import(store, a).await,
         ManifestCommand::List { limit } => {
-            let list = engine.store().list_manifests(None, limit).await?;
+            let list = store.list_manifests(None, limit).await?;
             println!(
                 "{:<73} {:<13} {:>8}  labels",
                 "digest", "format", "packages"
@@ -51,25 +54,30 @@ pub async fn manifest(engine: &Engine, cmd: ManifestCommand) -> Result<()> {
         }
         ManifestCommand::Rm { digest } => {
             let d = Digest::parse(&digest)?;
-            if !engine.delete_manifest(&d).await? {
+            if !store.delete_manifest(&d).await? {
                 bail!("manifest {d} not found");
             }
             println!("removed {d}");
             Ok(())
         }
         ManifestCommand::Report { digest } => {
-            let d = Digest::parse(&digest)?;
-            let report = engine
-                .vulnerability_report(&d)
-                .await?
-                .ok_or_else(|| anyhow!("manifest {d} not found"))?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
+            bail!("internal: `manifest report {digest}` needs the engine (use manifest_report)")
         }
     }
 }
 
-async fn manifest_add(engine: &Engine, a: ManifestAdd) -> Result<()> {
+/// `tocsin manifest report DIGEST`
+pub async fn manifest_report(engine: &Engine, digest: &str) -> Result<()> {
+    let d = Digest::parse(digest)?;
+    let report = engine
+        .vulnerability_report(&d)
+        .await?
+        .ok_or_else(|| anyhow!("manifest {d} not found"))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn manifest_add(store: &dyn Store, a: ManifestAdd) -> Result<()> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let format = a
         .format
@@ -93,7 +101,9 @@ async fn manifest_add(engine: &Engine, a: ManifestAdd) -> Result<()> {
         labels: parse_labels(&a.labels)?,
     })
     .with_context(|| format!("parsing {}", a.file.display()))?;
-    let (id, outcome) = engine.put_manifest(&manifest).await?;
+    let (id, outcome) = store
+        .put_manifest(&manifest, time::OffsetDateTime::now_utc())
+        .await?;
     let what = match outcome {
         PutOutcome::Created => "added",
         PutOutcome::Replaced => "replaced",
@@ -104,6 +114,102 @@ async fn manifest_add(engine: &Engine, a: ManifestAdd) -> Result<()> {
         manifest.digest,
         manifest.report.packages.len(),
         manifest.format.as_str()
+    );
+    Ok(())
+}
+
+/// The stream itself, or its decompression when it starts with gzip's magic bytes.
+fn maybe_gunzip(
+    input: Box<dyn std::io::Read + Send>,
+) -> std::io::Result<Box<dyn std::io::BufRead + Send>> {
+    use std::io::BufRead as _;
+    let mut plain = std::io::BufReader::with_capacity(1 << 20, input);
+    let gzip = plain.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(match gzip {
+        true => Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(plain),
+        )),
+        false => Box::new(plain),
+    })
+}
+
+/// Manifests parsed ahead of the store while it writes.
+const IMPORT_QUEUE: usize = 64;
+
+/// Reads a JSON Lines stream of IndexReports on a blocking thread and streams the manifests into
+/// one store transaction: parsing (one core) overlaps with encoding and writing (the other). Any
+/// bad line stops the reader, which then drops its end of the queue without committing, so the
+/// store rolls everything back.
+async fn manifest_import(store: Arc<dyn Store>, a: ManifestImport) -> Result<()> {
+    let labels = parse_labels(&a.labels)?;
+    let input: Box<dyn std::io::Read + Send> = if a.path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(&a.path)
+                .with_context(|| format!("opening {}", a.path.display()))?,
+        )
+    };
+    let name = match a.path.as_os_str() == "-" {
+        true => "standard input".to_string(),
+        false => a.path.display().to_string(),
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} importing manifests: {pos} ({per_sec}, {elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel(IMPORT_QUEUE);
+    let reader_bar = bar.clone();
+    let reader = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut lines = maybe_gunzip(input).with_context(|| format!("reading {name}"))?;
+        let mut line = Vec::new();
+        let mut n = 0u64;
+        for number in 1u64.. {
+            line.clear();
+            let read = std::io::BufRead::read_until(&mut lines, b'\n', &mut line)
+                .with_context(|| format!("reading {name} at line {number}"))?;
+            if read == 0 {
+                break;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let manifest = tocsin_inventory::parse(tocsin_inventory::Input {
+                bytes: &line,
+                format: Some(InventoryFormat::IndexReport),
+                labels: labels.clone(),
+                ..Default::default()
+            })
+            .with_context(|| format!("{name}, line {number}: nothing was imported"))?;
+            if tx
+                .blocking_send(BulkItem::Manifest(Box::new(manifest)))
+                .is_err()
+            {
+                // The store stopped early; its error says why.
+                return Ok(n);
+            }
+            n += 1;
+            reader_bar.inc(1);
+        }
+        // Only a stream read to its end is committed.
+        let _ = tx.blocking_send(BulkItem::Commit);
+        Ok(n)
+    });
+    let stored = store
+        .put_manifests(rx, time::OffsetDateTime::now_utc())
+        .await;
+    let read = reader
+        .await
+        .map_err(|e| anyhow!("the import reader failed: {e}"))?;
+    bar.finish_and_clear();
+    // A reader error is the cause of the store's "ended before complete"; report it first.
+    let read = read?;
+    let outcome = stored.context("importing manifests: nothing was imported")?;
+    println!(
+        "imported {read} manifests: {} added, {} replaced, {} unchanged",
+        outcome.created, outcome.replaced, outcome.unchanged
     );
     Ok(())
 }
@@ -190,8 +296,7 @@ pub fn read_snapshot_with_progress(
 }
 
 /// `tocsin notification …`
-pub async fn notification(engine: &Engine, cmd: NotificationCommand) -> Result<()> {
-    let store = engine.store();
+pub async fn notification(store: &dyn Store, cmd: NotificationCommand) -> Result<()> {
     match cmd {
         NotificationCommand::List { status, limit } => {
             let status = status

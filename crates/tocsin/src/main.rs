@@ -22,10 +22,22 @@ use tocsin_store::Store;
 use crate::cli::{Cli, Command, LogFormat};
 use crate::config::{Channel, Config, Storage};
 
+/// mimalloc rather than the system allocator: a server that parses inventories of hundreds of
+/// kilobytes on many threads while its index grows leaves glibc's per-thread arenas fragmented,
+/// holding several times the index's size in freed memory (measured in BENCHMARKS.md); mimalloc
+/// returns freed pages to the system.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Storage calls and parsing run on the blocking pool. A few threads suffice on any
+        // machine (SQLite has one writer), and each thread that ever allocated keeps freed pages
+        // of its own: tokio's default of 512 lets a burst of uploads spread memory over hundreds
+        // of threads that then sit idle holding it.
+        .max_blocking_threads(16)
         .build()
     {
         Ok(r) => r,
@@ -92,9 +104,16 @@ async fn run(cli: Cli) -> Result<()> {
             service.run_until(shutdown_signal()).await
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::Manifest(cmd) => commands::manifest(&open_engine(&cfg).await?, cmd).await,
+        // Manifest changes reach running servers through the store's change feed, so only a
+        // report (which matches) needs the engine and its indexes.
+        Command::Manifest(cmd) => match cmd {
+            cli::ManifestCommand::Report { digest } => {
+                commands::manifest_report(&open_engine(&cfg).await?, &digest).await
+            }
+            cmd => commands::manifest(open_store(&cfg).await?, cmd).await,
+        },
         Command::Feed(cmd) => commands::feed(&open_engine(&cfg).await?, cmd).await,
-        Command::Notification(cmd) => commands::notification(&open_engine(&cfg).await?, cmd).await,
+        Command::Notification(cmd) => commands::notification(&*open_store(&cfg).await?, cmd).await,
     }
 }
 
