@@ -1,198 +1,93 @@
-//! `tocsin-bench`: messages per second of the AMQP and STOMP channels in direct mode for one
-//! large notification set, beside the broker's own ceiling measured in the same run by a plain
-//! lapin publisher with confirms (the same work minus tocsin). Prints a table and writes JSON.
+//! `tocsin-bench`: the figures that show how fast tocsin is, measured, printed and written as
+//! JSON (BENCHMARKS.md records them with the machine and the method).
 //!
-//! The figures exist to show where tocsin's overhead is, so every run measures the ceiling
-//! again: absolute numbers depend on the machine and the broker's state.
+//! - `tocsin-bench fleet --manifests N`: the fleet-scale run — indexing over HTTP and the CLI,
+//!   the first import of every OSV feed, each real update, vulnerability reports, paging a large
+//!   set, webhook delivery beside a plain load loop, memory per package reference, and the
+//!   per-advisory SQL baseline Clair's design implies ([`run`]).
+//! - `tocsin-bench generate --manifests N`: the synthetic fleet itself as JSON Lines of
+//!   IndexReports ([`fleet`]), for `tocsin manifest import` or any other client.
+//! - `tocsin-bench brokers`: AMQP and STOMP channel throughput beside the broker's ceiling.
 #![deny(missing_docs)]
 
-use std::time::{Duration, Instant};
+mod baseline;
+mod brokers;
+mod fleet;
+mod receiver;
+mod run;
+mod server;
+mod stats;
 
-use anyhow::{bail, Context, Result};
-use clap::Parser;
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::publisher_confirm::Confirmation;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-use tocsin_deliver::{
-    AmqpConfig, AmqpDeliverer, BrokerMode, Deliverer, SetToDeliver, StompConfig, StompDeliverer,
-};
-use tocsin_model::notification::{Notification, Reason, VulnSummary};
-use tocsin_model::{Digest, Severity};
-use uuid::Uuid;
+use std::io::Write as _;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
 
 /// Command line.
 #[derive(Parser, Debug)]
-#[command(about = "Broker channel throughput (direct mode) beside the broker's ceiling")]
-struct Args {
-    /// Entries in the set.
-    #[arg(long, default_value_t = 100_000)]
-    entries: usize,
-    /// Rollups to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1,100")]
-    rollups: Vec<usize>,
-    /// AMQP broker.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    amqp: String,
-    /// STOMP broker port on 127.0.0.1 (0 skips STOMP).
-    #[arg(long, default_value_t = 61613)]
-    stomp_port: u16,
-    /// Where the JSON results go.
-    #[arg(long, default_value = "bench-brokers.json")]
-    out: std::path::PathBuf,
+#[command(
+    name = "tocsin-bench",
+    about = "tocsin's benchmarks: figures, printed and written as JSON"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn entries(n: usize) -> Result<Vec<Notification>> {
-    let manifest = Digest::parse(&format!("sha256:{}", "ab".repeat(32)))
-        .map_err(|e| anyhow::anyhow!("digest: {e}"))?;
-    Ok((0..n)
-        .map(|i| Notification {
-            id: Uuid::new_v4(),
-            manifest: manifest.clone(),
-            reason: Reason::Added,
-            vulnerability: VulnSummary {
-                name: format!("CVE-2024-{i:05}"),
-                description: "benchmark entry".into(),
-                package: None,
-                distribution: None,
-                repository: None,
-                severity: Severity::Medium,
-                fixed_in_version: "1.2.3".into(),
-                links: "https://example.invalid/advisory".into(),
-            },
-        })
-        .collect())
-}
-
-async fn amqp_conn(uri: &str) -> Result<Connection> {
-    let props = ConnectionProperties::default()
-        .with_executor(tokio_executor_trait::Tokio::current())
-        .with_reactor(tokio_reactor_trait::Tokio::current());
-    Connection::connect(uri, props)
-        .await
-        .with_context(|| format!("connecting to {uri}"))
-}
-
-/// A durable queue (as RabbitMQ's STOMP plugin declares `/queue/x`) to publish into.
-async fn fresh_queue(ch: &lapin::Channel) -> Result<String> {
-    let name = format!("tocsin-bench-{}", Uuid::new_v4());
-    ch.queue_declare(
-        &name,
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await?;
-    Ok(name)
-}
-
-/// The ceiling: the same bodies published by lapin alone, confirms awaited at the end.
-async fn ceiling(ch: &lapin::Channel, queue: &str, bodies: &[Vec<u8>]) -> Result<Duration> {
-    let start = Instant::now();
-    let mut confirms = Vec::with_capacity(bodies.len());
-    for b in bodies {
-        let props = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2);
-        confirms.push(
-            ch.basic_publish("", queue, BasicPublishOptions::default(), b, props)
-                .await?,
-        );
-    }
-    for c in confirms {
-        if !matches!(c.await?, Confirmation::Ack(None)) {
-            bail!("ceiling publisher: a message was not acked");
-        }
-    }
-    Ok(start.elapsed())
-}
-
-fn rate(messages: usize, took: Duration) -> f64 {
-    messages as f64 / took.as_secs_f64()
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The fleet-scale run (all workloads, memory, the SQL baseline).
+    Fleet(run::FleetArgs),
+    /// Write the synthetic fleet as JSON Lines of IndexReports to standard output.
+    Generate {
+        /// Manifests.
+        #[arg(long, default_value_t = 10_000)]
+        manifests: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The shared data folder.
+        #[arg(long, default_value = "../shared/data")]
+        data: std::path::PathBuf,
+    },
+    /// Broker channel throughput (direct mode) beside the broker's ceiling.
+    Brokers(brokers::BrokerArgs),
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    let set = SetToDeliver {
-        id: Uuid::new_v4(),
-        entries: Some(entries(args.entries)?),
-    };
-    let conn = amqp_conn(&args.amqp).await?;
-    let ch = conn.create_channel().await?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    let mut results = Vec::new();
-    println!(
-        "{:<8} {:>7} {:>9} {:>12} {:>10}",
-        "channel", "rollup", "messages", "msg/s", "seconds"
-    );
-    for &rollup in &args.rollups {
-        let bodies =
-            tocsin_deliver::direct_messages(set.entries.as_deref().unwrap_or(&[]), rollup)?;
-        let messages = bodies.len();
-        let mut row = |channel: &str, took: Duration| {
-            println!(
-                "{channel:<8} {rollup:>7} {messages:>9} {:>12.0} {:>10.2}",
-                rate(messages, took),
-                took.as_secs_f64()
-            );
-            results.push(serde_json::json!({
-                "channel": channel, "rollup": rollup, "entries": args.entries,
-                "messages": messages, "seconds": took.as_secs_f64(),
-                "messages_per_second": rate(messages, took),
-            }));
-        };
-
-        let q = fresh_queue(&ch).await?;
-        row("ceiling", ceiling(&ch, &q, &bodies).await?);
-        ch.queue_delete(&q, QueueDeleteOptions::default()).await?;
-
-        let q = fresh_queue(&ch).await?;
-        let mut cfg = AmqpConfig::new(
-            vec![args.amqp.clone()],
-            q.clone(),
-            BrokerMode::Direct { rollup },
-        );
-        cfg.timeout = Duration::from_secs(600);
-        let d = AmqpDeliverer::new(cfg)?;
-        d.health_check().await?;
-        let start = Instant::now();
-        let r = d.deliver(&set).await;
-        let took = start.elapsed();
-        if !r.is_delivered() {
-            bail!("amqp delivery failed: {r:?}");
+    match Cli::parse().command {
+        Command::Fleet(args) => {
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| format!("bench-fleet-{}.json", args.manifests).into());
+            let figures = run::run(args).await?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&figures)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
         }
-        row("amqp", took);
-        ch.queue_delete(&q, QueueDeleteOptions::default()).await?;
-
-        if args.stomp_port != 0 {
-            let q = fresh_queue(&ch).await?;
-            let mut cfg = StompConfig::new(
-                format!("/queue/{q}"),
-                vec![("127.0.0.1".into(), args.stomp_port)],
-                BrokerMode::Direct { rollup },
-            );
-            cfg.login = Some(("guest".into(), "guest".into()));
-            cfg.timeout = Duration::from_secs(600);
-            let d = StompDeliverer::new(cfg)?;
-            d.health_check().await?;
-            let start = Instant::now();
-            let r = d.deliver(&set).await;
-            let took = start.elapsed();
-            if !r.is_delivered() {
-                bail!("stomp delivery failed: {r:?}");
+        Command::Generate {
+            manifests,
+            seed,
+            data,
+        } => {
+            let mut vulns = Vec::new();
+            for f in run::FEEDS {
+                let s = tocsin_feeds::read_path(f, &data.join("osv").join(f), &|_| {})
+                    .with_context(|| format!("reading osv/{f}"))?;
+                vulns.extend(s.vulnerabilities);
             }
-            row("stomp", took);
-            ch.queue_delete(&q, QueueDeleteOptions::default()).await?;
+            let catalog = fleet::Catalog::new(&data, &vulns, seed)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in 0..manifests {
+                serde_json::to_writer(&mut out, &catalog.manifest(i).report)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            Ok(())
         }
+        Command::Brokers(args) => brokers::run(args).await,
     }
-    let json = serde_json::json!({ "entries": args.entries, "results": results });
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&json)?)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    println!("wrote {}", args.out.display());
-    Ok(())
 }
