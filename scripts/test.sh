@@ -26,3 +26,11 @@ else
 fi
 echo "== doc tests"
 cargo test --workspace --locked --doc
+echo "== benchmark smoke (N = 10,000; figures are not checked, only that every workload runs)"
+# Debug build, fewer report requests, a sampled baseline and fewer webhook sets keep this to a few
+# minutes on 2 cores; BENCHMARKS.md has the release figures and how to reproduce them.
+cargo build --locked -p tocsin -p tocsin-bench
+smoke_dir="$(mktemp -d)"
+trap 'rm -rf "$smoke_dir"' EXIT
+target/debug/tocsin-bench fleet --manifests 10000 --reports 500 --baseline-every 20 \
+  --webhook-sets 5000 --work-dir "$smoke_dir" --out "$smoke_dir/bench-fleet-10000.json"
