@@ -1,5 +1,5 @@
 //! The forward direction: vulnerabilities by key, for vulnerability reports.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tocsin_model::inventory::InstalledPackage;
@@ -44,13 +44,16 @@ impl VulnIndex {
     /// Replaces one updater's vulnerabilities.
     pub fn set_updater(&mut self, updater: &str, entries: Vec<VulnEntry>) {
         if let Some(old) = self.by_updater.remove(updater) {
-            for e in &old {
-                for key in Self::keys_of(&e.vuln) {
-                    if let Some(list) = self.by_key.get_mut(&key) {
-                        list.retain(|x| !Arc::ptr_eq(x, e));
-                        if list.is_empty() {
-                            self.by_key.remove(&key);
-                        }
+            // One pass per touched key: retaining per removed entry was quadratic in the entries
+            // sharing a key (thousands for a kernel package), which dominated large updates.
+            let gone: HashSet<*const VulnEntry> = old.iter().map(Arc::as_ptr).collect();
+            let keys: HashSet<Candidate> =
+                old.iter().flat_map(|e| Self::keys_of(&e.vuln)).collect();
+            for key in keys {
+                if let Some(list) = self.by_key.get_mut(&key) {
+                    list.retain(|x| !gone.contains(&Arc::as_ptr(x)));
+                    if list.is_empty() {
+                        self.by_key.remove(&key);
                     }
                 }
             }

@@ -228,3 +228,40 @@ fn adding_a_manifest_again_replaces_its_packages() {
     assert_eq!(idx.stats().postings, 1, "the emptied posting was freed");
     assert_eq!(idx.stats().references, 1);
 }
+
+#[test]
+fn replacing_an_updater_keeps_the_other_updaters_entries_on_shared_keys() {
+    let fixed = |name: &str, updater: &str| {
+        let mut v = vuln(
+            name,
+            "npm",
+            "lodash",
+            NameKind::Binary,
+            RangeKind::Semver,
+            "4.17.21",
+        );
+        v.updater = updater.into();
+        VulnEntry::new(v.id(), v)
+    };
+    let mut idx = VulnIndex::new();
+    idx.set_updater(
+        "a",
+        (0..50).map(|i| fixed(&format!("A-{i}"), "a")).collect(),
+    );
+    idx.set_updater("b", vec![fixed("B-1", "b")]);
+    let p = pkg("npm", "lodash", None, "4.17.20");
+    assert_eq!(idx.matching(&p).len(), 51);
+    // Many entries of one updater on one key are removed in one pass, the others' survive.
+    idx.set_updater("a", vec![fixed("A-new", "a")]);
+    let names: Vec<String> = idx
+        .matching(&p)
+        .iter()
+        .map(|e| e.vuln.name.clone())
+        .collect();
+    assert_eq!(names, ["A-new", "B-1"]);
+    assert_eq!(idx.len(), 2);
+    idx.set_updater("a", vec![]);
+    idx.set_updater("b", vec![]);
+    assert!(idx.matching(&p).is_empty());
+    assert!(idx.is_empty());
+}
