@@ -44,8 +44,8 @@ impl VulnIndex {
     /// Replaces one updater's vulnerabilities.
     pub fn set_updater(&mut self, updater: &str, entries: Vec<VulnEntry>) {
         if let Some(old) = self.by_updater.remove(updater) {
-            // One pass per touched key: retaining per removed entry was quadratic in the entries
-            // sharing a key (thousands for a kernel package), which dominated large updates.
+            // One pass per touched key: a retain per removed entry is quadratic in the entries
+            // sharing a key, and a kernel package's key holds thousands.
             let gone: HashSet<*const VulnEntry> = old.iter().map(Arc::as_ptr).collect();
             let keys: HashSet<Candidate> =
                 old.iter().flat_map(|e| Self::keys_of(&e.vuln)).collect();
