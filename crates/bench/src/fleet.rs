@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tocsin_model::claircore::{Distribution, Environment, IndexReport, Package, Repository};
 use tocsin_model::inventory::{installed_packages, InstalledPackage, InventoryFormat, Manifest};
-use tocsin_model::vuln::{Affected, Event, Vulnerability};
+use tocsin_model::vuln::{Addressed, Affected, Event, Vulnerability};
 use tocsin_model::Digest;
 
 /// A package of a base, with where it was found.
@@ -156,7 +156,7 @@ fn mentioned(v: &Vulnerability) -> Vec<String> {
 impl Catalog {
     /// Reads the bases from `data/inventories` and the histories from `vulns` (the advisories of
     /// every feed the fleet will be matched against).
-    pub fn new(data: &Path, vulns: &[Vulnerability], seed: u64) -> Result<Catalog> {
+    pub fn new(data: &Path, vulns: &[Addressed], seed: u64) -> Result<Catalog> {
         let mut history: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
         let mut alma: BTreeSet<String> = BTreeSet::new();
         for v in vulns {

@@ -17,7 +17,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use tocsin_index::ManifestIndex;
 use tocsin_model::notification::{Notification, Reason, VulnSummary};
-use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::vuln::{Addressed, VulnId, Vulnerability};
 use tocsin_store::{NewNotificationSet, Store};
 use tocsin_versions::CompiledRule;
 use uuid::Uuid;
@@ -150,13 +150,13 @@ pub async fn run(args: FleetArgs) -> Result<Value> {
         args.seed
     ));
     let started = Instant::now();
-    let mut feeds: BTreeMap<&str, Vec<Vulnerability>> = BTreeMap::new();
+    let mut feeds: BTreeMap<&str, Vec<Addressed>> = BTreeMap::new();
     for f in FEEDS {
         let s = tocsin_feeds::read_path(f, &data.join("osv").join(f), &|_| {})
             .with_context(|| format!("reading osv/{f}"))?;
         feeds.insert(f, s.vulnerabilities);
     }
-    let all: Vec<Vulnerability> = feeds.values().flatten().cloned().collect();
+    let all: Vec<Addressed> = feeds.values().flatten().cloned().collect();
     let catalog = Arc::new(Catalog::new(&data, &all, args.seed)?);
     say(format!(
         "  read {} advisories of {} feeds and {} bases in {:.1} s",
@@ -465,7 +465,7 @@ impl Run {
     async fn first_import(
         &mut self,
         server: &Server,
-        feeds: &BTreeMap<&str, Vec<Vulnerability>>,
+        feeds: &BTreeMap<&str, Vec<Addressed>>,
     ) -> Result<()> {
         let mut rows = Vec::new();
         let mut total = Duration::ZERO;
@@ -514,8 +514,11 @@ impl Run {
                 let body = std::fs::read(path)?;
                 let snap = tocsin_feeds::read_bytes(&updater, &body, &|_| {})
                     .with_context(|| format!("reading {}", path.display()))?;
-                let ids: BTreeSet<VulnId> =
-                    snap.vulnerabilities.iter().map(Vulnerability::id).collect();
+                let ids: BTreeSet<VulnId> = snap
+                    .vulnerabilities
+                    .iter()
+                    .map(|v| v.id().clone())
+                    .collect();
                 let t = Instant::now();
                 let v = self.put_snapshot(server, &updater, body).await?;
                 let took = t.elapsed();
@@ -529,8 +532,8 @@ impl Run {
                     let changed: Vec<Vulnerability> = snap
                         .vulnerabilities
                         .iter()
-                        .filter(|v| !p.contains(&v.id()))
-                        .cloned()
+                        .filter(|v| !p.contains(v.id()))
+                        .map(|v| v.vuln().clone())
                         .collect();
                     changed_sets.push((format!("{f}/{name}"), changed));
                     rows.push(json!({"sequence": f, "snapshot": name, "changes": changes,
@@ -731,7 +734,7 @@ impl Run {
     /// The Clair-style baseline beside tocsin's own matching, on the same advisories.
     async fn baseline(
         &mut self,
-        feeds: &BTreeMap<&str, Vec<Vulnerability>>,
+        feeds: &BTreeMap<&str, Vec<Addressed>>,
         updates: &[(String, Vec<Vulnerability>)],
     ) -> Result<()> {
         let n = self.args.manifests;
@@ -763,7 +766,7 @@ impl Run {
         let mut rows = Vec::new();
         let first: Vec<&Vulnerability> = FEEDS
             .iter()
-            .flat_map(|f| feeds[f].iter())
+            .flat_map(|f| feeds[f].iter().map(Addressed::vuln))
             .step_by(every)
             .collect();
         let changed: Vec<&Vulnerability> = updates

@@ -8,7 +8,7 @@ use tocsin_model::change::{ChangeSet, ManifestSet};
 use tocsin_model::claircore::{UpdateOperation, VulnerabilityReport};
 use tocsin_model::inventory::{installed_packages, Manifest};
 use tocsin_model::notification::{Notification, Reason, VulnSummary};
-use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::vuln::{Addressed, VulnId, Vulnerability};
 use tocsin_model::{Digest, Severity};
 use tocsin_store::{
     ImportOutcome, IndexEntry, LegacyLayer, ManifestId, MarkRead, NewLegacyNotification,
@@ -457,7 +457,7 @@ impl Engine {
         &self,
         updater: &str,
         fingerprint: &str,
-        vulns: &[Vulnerability],
+        vulns: &[Addressed],
     ) -> Result<ImportOutcome, EngineError> {
         if let Some(v) = vulns.iter().find(|v| v.updater != updater) {
             return Err(EngineError::Invalid(format!(
@@ -470,12 +470,13 @@ impl Engine {
             .import_snapshot(updater, fingerprint, vulns, now())
             .await?;
         if let ImportOutcome::Created(op) = &outcome {
-            let entries = vulns
-                .iter()
-                .map(|v| VulnEntry::new(v.id(), v.clone()))
-                .collect();
+            // Built under the read lock: reports keep being served while new rules compile.
+            let entries = {
+                let g = self.vulns.read().map_err(|_| lock_poisoned())?;
+                g.index.build_entries(updater, vulns)
+            };
             let mut g = self.vulns.write().map_err(|_| lock_poisoned())?;
-            g.index.set_updater(updater, entries);
+            g.index.install_entries(updater, entries);
             g.loaded.insert(updater.to_string(), op.reference.clone());
             drop(g);
             tracing::info!(updater, operation = %op.reference, vulnerabilities = vulns.len(), "update operation created");

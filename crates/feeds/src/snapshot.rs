@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
-use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::vuln::{Addressed, Vulnerability};
 
 use crate::error::FeedError;
 use crate::{claircore, osv, Progress};
@@ -17,8 +17,9 @@ pub struct Snapshot {
     /// Hex SHA-256 over the sorted vulnerability ids (one per line): identical content gives an
     /// identical fingerprint, whatever the archive's order, mtimes or file names.
     pub fingerprint: String,
-    /// The vulnerabilities, sorted by id, without duplicates, with unique identities.
-    pub vulnerabilities: Vec<Vulnerability>,
+    /// The vulnerabilities with their ids, sorted by id, without duplicates, with unique
+    /// identities.
+    pub vulnerabilities: Vec<Addressed>,
     /// What was read and what was left out.
     pub stats: SnapshotStats,
 }
@@ -256,11 +257,10 @@ impl<'a> Collector<'a> {
                 file: source.to_string(),
             });
         }
-        let mut with_ids: Vec<(VulnId, Vulnerability)> =
-            vulns.into_iter().map(|v| (v.id(), v)).collect();
-        with_ids.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut with_ids: Vec<Addressed> = vulns.into_iter().map(Addressed::new).collect();
+        with_ids.sort_by(|a, b| a.id().cmp(b.id()));
         let before = with_ids.len();
-        with_ids.dedup_by(|a, b| a.0 == b.0);
+        with_ids.dedup_by(|a, b| a.id() == b.id());
         stats.duplicates = (before - with_ids.len()) as u64;
 
         // Walking in id order makes the kept record of a collision the smallest id: a choice that
@@ -268,7 +268,7 @@ impl<'a> Collector<'a> {
         let mut seen = HashSet::with_capacity(with_ids.len());
         let mut vulnerabilities = Vec::with_capacity(with_ids.len());
         let mut ids = String::with_capacity(with_ids.len() * 65);
-        for (id, v) in with_ids {
+        for v in with_ids {
             if !seen.insert(v.identity()) {
                 stats.identity_collisions += 1;
                 tracing::debug!(
@@ -280,7 +280,7 @@ impl<'a> Collector<'a> {
                 );
                 continue;
             }
-            ids.push_str(&id.0);
+            ids.push_str(&v.id().0);
             ids.push('\n');
             vulnerabilities.push(v);
         }

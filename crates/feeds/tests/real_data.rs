@@ -47,12 +47,17 @@ fn named<'a>(s: &'a Snapshot, name: &str) -> Vec<&'a Vulnerability> {
     s.vulnerabilities
         .iter()
         .filter(|v| v.name == name)
+        .map(|v| v.vuln())
         .collect()
 }
 
-/// Checks the snapshot invariants and returns the ids (computing them is the costly part).
+/// Checks the snapshot invariants and returns the ids, recomputed from the content so that a
+/// carried id that disagrees with its record is caught.
 fn assert_sorted_unique(s: &Snapshot) -> Vec<VulnId> {
-    let ids: Vec<_> = s.vulnerabilities.iter().map(|v| v.id()).collect();
+    let ids: Vec<VulnId> = s.vulnerabilities.iter().map(|v| v.vuln().id()).collect();
+    for (v, id) in s.vulnerabilities.iter().zip(&ids) {
+        assert_eq!(v.id(), id, "{}: {} carries a wrong id", s.updater, v.name);
+    }
     assert!(
         ids.windows(2).all(|w| w[0] < w[1]),
         "{}: ids not sorted/unique",

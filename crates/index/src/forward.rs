@@ -3,7 +3,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tocsin_model::inventory::InstalledPackage;
-use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::vuln::{Addressed, VulnId, Vulnerability};
 use tocsin_versions::CompiledRule;
 
 use crate::{package_keys, vuln_slots, Candidate};
@@ -43,23 +43,76 @@ impl VulnIndex {
 
     /// Replaces one updater's vulnerabilities.
     pub fn set_updater(&mut self, updater: &str, entries: Vec<VulnEntry>) {
-        if let Some(old) = self.by_updater.remove(updater) {
+        let old = self.by_updater.remove(updater).unwrap_or_default();
+        self.install(updater, old, entries.into_iter().map(Arc::new).collect());
+    }
+
+    /// Replaces one updater's vulnerabilities with a snapshot, keeping the entries it already
+    /// holds under the same ids: [`build_entries`](Self::build_entries) then
+    /// [`install_entries`](Self::install_entries).
+    pub fn replace_updater(&mut self, updater: &str, snapshot: &[Addressed]) {
+        let entries = self.build_entries(updater, snapshot);
+        self.install_entries(updater, entries);
+    }
+
+    /// The entries for a snapshot of `updater`: those already held under the same ids, new ones
+    /// for the rest. Consecutive snapshots share almost every record, so only the changed ones
+    /// are cloned and compiled. Needs only shared access, so a caller can build under a read lock
+    /// and keep reports flowing while a first import compiles thousands of rules.
+    pub fn build_entries(&self, updater: &str, snapshot: &[Addressed]) -> Vec<Arc<VulnEntry>> {
+        let held: HashMap<&VulnId, &Arc<VulnEntry>> = self
+            .by_updater
+            .get(updater)
+            .into_iter()
+            .flatten()
+            .map(|e| (&e.id, e))
+            .collect();
+        // A record listed twice is one entry, as it is one membership in the store.
+        let mut seen: HashSet<&VulnId> = HashSet::with_capacity(snapshot.len());
+        snapshot
+            .iter()
+            .filter(|v| seen.insert(v.id()))
+            .map(|v| match held.get(v.id()) {
+                Some(e) => Arc::clone(e),
+                None => Arc::new(VulnEntry::new(v.id().clone(), v.vuln().clone())),
+            })
+            .collect()
+    }
+
+    /// Makes `entries` (from [`build_entries`](Self::build_entries), possibly on an older state
+    /// of the index) the updater's vulnerabilities. Entries it already holds stay filed where they
+    /// are; only the others are filed and only the dropped ones unfiled.
+    pub fn install_entries(&mut self, updater: &str, entries: Vec<Arc<VulnEntry>>) {
+        let old = self.by_updater.remove(updater).unwrap_or_default();
+        self.install(updater, old, entries);
+    }
+
+    /// Files `entries` as the updater's, unfiling those of `old` that are not among them.
+    /// Entries present in both (the same `Arc`) stay where they are.
+    fn install(&mut self, updater: &str, old: Vec<Arc<VulnEntry>>, entries: Vec<Arc<VulnEntry>>) {
+        let kept: HashSet<*const VulnEntry> = entries.iter().map(Arc::as_ptr).collect();
+        let was: HashSet<*const VulnEntry> = old.iter().map(Arc::as_ptr).collect();
+        let gone: Vec<&Arc<VulnEntry>> = old
+            .iter()
+            .filter(|e| !kept.contains(&Arc::as_ptr(e)))
+            .collect();
+        if !gone.is_empty() {
             // One pass per touched key: a retain per removed entry is quadratic in the entries
             // sharing a key, and a kernel package's key holds thousands.
-            let gone: HashSet<*const VulnEntry> = old.iter().map(Arc::as_ptr).collect();
+            let gone_ptrs: HashSet<*const VulnEntry> =
+                gone.iter().map(|e| Arc::as_ptr(e)).collect();
             let keys: HashSet<Candidate> =
-                old.iter().flat_map(|e| Self::keys_of(&e.vuln)).collect();
+                gone.iter().flat_map(|e| Self::keys_of(&e.vuln)).collect();
             for key in keys {
                 if let Some(list) = self.by_key.get_mut(&key) {
-                    list.retain(|x| !gone.contains(&Arc::as_ptr(x)));
+                    list.retain(|x| !gone_ptrs.contains(&Arc::as_ptr(x)));
                     if list.is_empty() {
                         self.by_key.remove(&key);
                     }
                 }
             }
         }
-        let entries: Vec<Arc<VulnEntry>> = entries.into_iter().map(Arc::new).collect();
-        for e in &entries {
+        for e in entries.iter().filter(|e| !was.contains(&Arc::as_ptr(e))) {
             for key in Self::keys_of(&e.vuln) {
                 self.by_key.entry(key).or_default().push(Arc::clone(e));
             }

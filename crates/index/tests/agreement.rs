@@ -3,7 +3,7 @@
 use tocsin_index::{affects, ManifestIndex, VulnEntry, VulnIndex};
 use tocsin_model::inventory::InstalledPackage;
 use tocsin_model::vuln::{
-    Affected, Event, NameKind, OsvRange, PackageSpec, RangeKind, Vulnerability,
+    Addressed, Affected, Event, NameKind, OsvRange, PackageSpec, RangeKind, Vulnerability,
 };
 use tocsin_model::Severity;
 
@@ -264,4 +264,71 @@ fn replacing_an_updater_keeps_the_other_updaters_entries_on_shared_keys() {
     idx.set_updater("b", vec![]);
     assert!(idx.matching(&p).is_empty());
     assert!(idx.is_empty());
+}
+
+#[test]
+fn replacing_from_a_snapshot_reuses_unchanged_entries_and_refiles_changed_ones() {
+    let fixed = |name: &str, pkg_name: &str, version: &str| {
+        Addressed::new(vuln(
+            name,
+            "npm",
+            pkg_name,
+            NameKind::Binary,
+            RangeKind::Semver,
+            version,
+        ))
+    };
+    let kept = fixed("A-kept", "lodash", "4.17.21");
+    let changed_old = fixed("A-changed", "lodash", "4.17.21");
+    let changed_new = fixed("A-changed", "lodash", "4.17.10");
+    let removed = fixed("A-removed", "express", "4.0.0");
+    let added = fixed("A-added", "express", "5.0.0");
+    let mut idx = VulnIndex::new();
+    idx.replace_updater("osv/npm", &[kept.clone(), changed_old, removed]);
+    idx.set_updater("other", {
+        let mut v = vuln(
+            "B-1",
+            "npm",
+            "lodash",
+            NameKind::Binary,
+            RangeKind::Semver,
+            "4.17.21",
+        );
+        v.updater = "other".into();
+        vec![VulnEntry::new(v.id(), v)]
+    });
+    let lodash = pkg("npm", "lodash", None, "4.17.20");
+    let express = pkg("npm", "express", None, "4.5.0");
+    let before = idx.matching(&lodash);
+    let kept_entry = before.iter().find(|e| e.vuln.name == "A-kept").unwrap();
+
+    // Listed twice: still one entry.
+    idx.replace_updater(
+        "osv/npm",
+        &[kept.clone(), changed_new, added.clone(), added],
+    );
+    let after = idx.matching(&lodash);
+    let names: Vec<&str> = after.iter().map(|e| e.vuln.name.as_str()).collect();
+    // 4.17.20 is below the old fix of A-changed but not below the new one.
+    assert_eq!(names, ["A-kept", "B-1"]);
+    let kept_after = after.iter().find(|e| e.vuln.name == "A-kept").unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(kept_entry, kept_after),
+        "an unchanged record keeps its entry"
+    );
+    let names: Vec<String> = idx
+        .matching(&express)
+        .iter()
+        .map(|e| e.vuln.name.clone())
+        .collect();
+    assert_eq!(names, ["A-added"], "the removed record is gone");
+    assert_eq!(idx.len(), 4);
+    assert_eq!(
+        idx.matching(&pkg("npm", "lodash", None, "4.17.0")).len(),
+        3,
+        "the changed record is filed under its key again"
+    );
+    idx.replace_updater("osv/npm", &[]);
+    assert_eq!(idx.len(), 1);
+    assert!(idx.matching(&express).is_empty());
 }

@@ -236,6 +236,57 @@ impl Vulnerability {
     }
 }
 
+/// A vulnerability together with its content address, computed once when it is made.
+///
+/// An import hands the same records to the feed reader (which fingerprints them), the store
+/// (which files them by id) and the engine (which indexes them by id). Encoding and hashing a
+/// record is most of an import's cost, so the id travels with the record instead of being
+/// recomputed at each step; the fields are private so the id cannot disagree with the content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Addressed {
+    id: VulnId,
+    vuln: Vulnerability,
+}
+
+impl Addressed {
+    /// Computes the content address of `vuln`.
+    pub fn new(vuln: Vulnerability) -> Self {
+        Addressed {
+            id: vuln.id(),
+            vuln,
+        }
+    }
+
+    /// The content address.
+    pub fn id(&self) -> &VulnId {
+        &self.id
+    }
+
+    /// The record.
+    pub fn vuln(&self) -> &Vulnerability {
+        &self.vuln
+    }
+
+    /// The id and the record.
+    pub fn into_parts(self) -> (VulnId, Vulnerability) {
+        (self.id, self.vuln)
+    }
+}
+
+impl From<Vulnerability> for Addressed {
+    fn from(vuln: Vulnerability) -> Self {
+        Addressed::new(vuln)
+    }
+}
+
+impl std::ops::Deref for Addressed {
+    type Target = Vulnerability;
+
+    fn deref(&self) -> &Vulnerability {
+        &self.vuln
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +327,15 @@ mod tests {
         b.description.push('!');
         assert_ne!(a.id(), b.id());
         assert_eq!(a.identity(), b.identity());
+    }
+
+    #[test]
+    fn addressed_carries_the_content_address() {
+        let a = Addressed::new(sample());
+        assert_eq!(a.id(), &sample().id());
+        assert_eq!(a.name, "GO-2020-0001");
+        let (id, v) = a.into_parts();
+        assert_eq!(id, v.id());
     }
 
     #[test]

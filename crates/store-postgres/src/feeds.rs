@@ -4,10 +4,13 @@
 //! processes importing the same snapshot at once create one operation, not two, and an updater's
 //! operations get increasing `seq`s in commit order. Vulnerabilities and memberships are written
 //! with one multi-row statement each (`unnest` over arrays): one round trip for thousands of rows.
+use std::collections::HashSet;
+
 use deadpool_postgres::{Client, GenericClient};
 use time::OffsetDateTime;
 use tocsin_model::claircore::UpdateOperation;
 use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_store::codec::EncodedSnapshot;
 use tocsin_store::{ImportOutcome, StoreError, UpdaterInfo};
 use uuid::Uuid;
 
@@ -17,43 +20,21 @@ use crate::schema::{LOCK_VULNS, NOTIFY_CHANNEL};
 /// The `kind` of every operation this store creates.
 const KIND: &str = "vulnerability";
 
-/// A snapshot ready to insert: content addresses and canonical bodies, in parallel arrays.
-pub(crate) struct EncodedSnapshot {
-    ids: Vec<String>,
-    bodies: Vec<String>,
-}
-
-/// Checks and encodes a snapshot before a connection is taken: hashing thousands of records must
-/// not hold a connection (or the updater's row lock).
-pub(crate) fn encode(updater: &str, vulns: &[Vulnerability]) -> Result<EncodedSnapshot> {
-    let mut out = EncodedSnapshot {
-        ids: Vec::with_capacity(vulns.len()),
-        bodies: Vec::with_capacity(vulns.len()),
-    };
-    for (i, v) in vulns.iter().enumerate() {
-        if v.updater != updater {
-            return Err(StoreError::Invalid(format!(
-                "snapshot of updater {updater:?}: vulnerability #{i} ({}) belongs to updater {:?}",
-                v.name, v.updater
-            )));
-        }
-        let bytes = v.canonical_bytes();
-        if bytes.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "snapshot of updater {updater:?}: vulnerability #{i} ({}) has no JSON encoding",
-                v.name
-            )));
-        }
-        // The id is the hash of exactly these bytes, i.e. `Vulnerability::id()`.
-        out.ids.push(tocsin_model::sha256_hex(&bytes));
-        out.bodies.push(String::from_utf8(bytes).map_err(|e| {
-            StoreError::Invalid(format!(
-                "snapshot of updater {updater:?}: vulnerability #{i} ({}): {e}",
-                v.name
-            ))
-        })?);
-    }
-    Ok(out)
+/// The ids of the updater's latest operation: records the store is known to hold (see
+/// [`tocsin_store::codec::encode_snapshot`]).
+pub(crate) async fn latest_ids(c: &Client, updater: &str) -> Result<HashSet<String>> {
+    let st = c
+        .prepare_cached(
+            "SELECT ov.vuln_id FROM operation_vulnerability ov
+             WHERE ov.op = (SELECT MAX(seq) FROM operation WHERE updater = $1)",
+        )
+        .await
+        .ctx("reading the latest operation's vulnerabilities: prepare")?;
+    let rows = c
+        .query(&st, &[&updater])
+        .await
+        .with_ctx(|| format!("reading the latest vulnerabilities of updater {updater:?}"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 const OP_COLUMNS: &str = "ref, updater, fingerprint, date, kind, vulns";
@@ -126,13 +107,13 @@ pub(crate) async fn import(
         "INSERT INTO vulnerability (id, body)
          SELECT * FROM unnest($1::text[], $2::text[])
          ON CONFLICT (id) DO NOTHING",
-        &[&snap.ids, &snap.bodies],
+        &[&snap.new_ids, &snap.new_bodies],
     )
     .await
     .with_ctx(|| {
         format!(
             "import_snapshot: storing {} vulnerabilities",
-            snap.ids.len()
+            snap.new_ids.len()
         )
     })?;
     // A snapshot listing one record twice is one membership, not two.

@@ -66,7 +66,7 @@ use tocsin_model::change::ChangeSet;
 use tocsin_model::claircore::UpdateOperation;
 use tocsin_model::inventory::Manifest;
 use tocsin_model::notification::{Notification, ReceiptStatus};
-use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::vuln::{Addressed, VulnId, Vulnerability};
 use tocsin_model::Digest;
 use tocsin_store::{
     Attempt, Backlog, BulkItem, BulkOutcome, DeliveryTask, GcStats, ImportOutcome, IndexEntry,
@@ -341,10 +341,12 @@ impl Store for PgStore {
         &self,
         updater: &str,
         fingerprint: &str,
-        vulns: &[Vulnerability],
+        vulns: &[Addressed],
         now: OffsetDateTime,
     ) -> Result<ImportOutcome> {
-        let encoded = feeds::encode(updater, vulns)?;
+        // The connection goes back to the pool while the new records are encoded.
+        let stored = feeds::latest_ids(&self.client().await?, updater).await?;
+        let encoded = tocsin_store::codec::encode_snapshot(updater, vulns, &stored)?;
         feeds::import(
             &mut self.client().await?,
             updater,

@@ -1,8 +1,11 @@
 //! Feeds: content-addressed vulnerabilities, update operations and their membership.
+use std::collections::HashSet;
+
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 use tocsin_model::claircore::UpdateOperation;
 use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_store::codec::EncodedSnapshot;
 use tocsin_store::{ImportOutcome, StoreError, UpdaterInfo};
 use uuid::Uuid;
 
@@ -11,44 +14,20 @@ use crate::convert::{corrupt_json, parse_uuid, rfc3339, to_i64, to_u64, Result, 
 /// The `kind` of every operation this store creates.
 const KIND: &str = "vulnerability";
 
-/// One vulnerability ready to insert: its content address and canonical body.
-pub(crate) struct EncodedVuln {
-    id: String,
-    body: String,
-}
-
-/// Checks and encodes a snapshot. Runs before the write lock is taken: hashing thousands of
-/// records must not stall other writers.
-pub(crate) fn encode(updater: &str, vulns: &[Vulnerability]) -> Result<Vec<EncodedVuln>> {
-    vulns
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            if v.updater != updater {
-                return Err(StoreError::Invalid(format!(
-                    "snapshot of updater {updater:?}: vulnerability #{i} ({}) belongs to updater {:?}",
-                    v.name, v.updater
-                )));
-            }
-            let bytes = v.canonical_bytes();
-            if bytes.is_empty() {
-                return Err(StoreError::Invalid(format!(
-                    "snapshot of updater {updater:?}: vulnerability #{i} ({}) has no JSON encoding",
-                    v.name
-                )));
-            }
-            // The id is the hash of exactly these bytes, i.e. `Vulnerability::id()`, without
-            // serialising twice.
-            let id = tocsin_model::sha256_hex(&bytes);
-            let body = String::from_utf8(bytes).map_err(|e| {
-                StoreError::Invalid(format!(
-                    "snapshot of updater {updater:?}: vulnerability #{i} ({}): {e}",
-                    v.name
-                ))
-            })?;
-            Ok(EncodedVuln { id, body })
-        })
-        .collect()
+/// The ids of the updater's latest operation: records the store is known to hold (see
+/// [`tocsin_store::codec::encode_snapshot`]).
+pub(crate) fn latest_ids(conn: &Connection, updater: &str) -> Result<HashSet<String>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT ov.vuln_id FROM operation_vulnerability ov
+             WHERE ov.op = (SELECT MAX(seq) FROM operation WHERE updater = ?1)",
+        )
+        .ctx("reading the latest operation's vulnerabilities: prepare")?;
+    let rows = st
+        .query_map([updater], |r| r.get::<_, String>(0))
+        .with_ctx(|| format!("reading the latest vulnerabilities of updater {updater:?}"))?;
+    rows.collect::<rusqlite::Result<_>>()
+        .with_ctx(|| format!("reading the latest vulnerabilities of updater {updater:?}"))
 }
 
 type OpRow = (i64, String, String, String, String, String, i64);
@@ -91,7 +70,7 @@ pub(crate) fn import(
     conn: &mut Connection,
     updater: &str,
     fingerprint: &str,
-    vulns: &[EncodedVuln],
+    snap: &EncodedSnapshot,
     now: OffsetDateTime,
 ) -> Result<ImportOutcome> {
     let date = rfc3339(now)?;
@@ -129,14 +108,16 @@ pub(crate) fn import(
                  ON CONFLICT DO NOTHING",
             )
             .ctx("import_snapshot: prepare")?;
-        for v in vulns {
+        for (id, body) in snap.new_ids.iter().zip(&snap.new_bodies) {
             insert_vuln
-                .execute(params![v.id, v.body])
-                .with_ctx(|| format!("import_snapshot: storing vulnerability {}", v.id))?;
+                .execute(params![id, body])
+                .with_ctx(|| format!("import_snapshot: storing vulnerability {id}"))?;
+        }
+        for id in &snap.ids {
             // A snapshot listing one record twice is one membership, not two.
             linked += insert_link
-                .execute(params![op, v.id])
-                .with_ctx(|| format!("import_snapshot: linking vulnerability {}", v.id))?;
+                .execute(params![op, id])
+                .with_ctx(|| format!("import_snapshot: linking vulnerability {id}"))?;
         }
     }
     tx.execute(

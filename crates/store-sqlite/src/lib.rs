@@ -62,7 +62,7 @@ use tocsin_model::change::ChangeSet;
 use tocsin_model::claircore::UpdateOperation;
 use tocsin_model::inventory::Manifest;
 use tocsin_model::notification::{Notification, ReceiptStatus};
-use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::vuln::{Addressed, VulnId, Vulnerability};
 use tocsin_model::Digest;
 use tocsin_store::{
     Attempt, Backlog, BulkItem, BulkOutcome, DeliveryTask, GcStats, ImportOutcome, IndexEntry,
@@ -328,14 +328,15 @@ impl Store for SqliteStore {
         &self,
         updater: &str,
         fingerprint: &str,
-        vulns: &[Vulnerability],
+        vulns: &[Addressed],
         now: OffsetDateTime,
     ) -> Result<ImportOutcome> {
         let updater = updater.to_string();
         let fingerprint = fingerprint.to_string();
         let vulns = vulns.to_vec();
         self.blocking("import_snapshot", move |db| {
-            let encoded = feeds::encode(&updater, &vulns)?;
+            let stored = db.with_reader(|c| feeds::latest_ids(c, &updater))?;
+            let encoded = tocsin_store::codec::encode_snapshot(&updater, &vulns, &stored)?;
             drop(vulns);
             db.with_writer(|c| feeds::import(c, &updater, &fingerprint, &encoded, now))
         })

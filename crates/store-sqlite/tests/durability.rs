@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use time::macros::datetime;
 use time::OffsetDateTime;
 use tocsin_model::notification::ReceiptStatus;
-use tocsin_store::conformance::{entry, manifest, new_set, processed, vuln};
+use tocsin_store::conformance::{addressed, entry, manifest, new_set, processed, vuln};
 use tocsin_store::{AttemptOutcome, ImportOutcome, Store, StoreError};
 use tocsin_store_sqlite::{SqliteStore, DB_FILE};
 use uuid::Uuid;
@@ -27,6 +27,7 @@ fn count(db: &Path, table: &str) -> i64 {
 
 async fn import(store: &SqliteStore, fp: &str, names: &[String]) -> Uuid {
     let vulns: Vec<_> = names.iter().map(|n| vuln("debian", n, "1.0")).collect();
+    let vulns = addressed(&vulns);
     match store
         .import_snapshot("debian", fp, &vulns, now())
         .await

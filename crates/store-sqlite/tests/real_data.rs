@@ -14,7 +14,7 @@ use tocsin_model::claircore::IndexReport;
 use tocsin_model::inventory::{InventoryFormat, Manifest};
 use tocsin_model::notification::{Notification, Reason, VulnSummary};
 use tocsin_model::vuln::{
-    Affected, Event, NameKind, OsvRange, PackageSpec, RangeKind, Vulnerability,
+    Addressed, Affected, Event, NameKind, OsvRange, PackageSpec, RangeKind, Vulnerability,
 };
 use tocsin_model::{Digest, Severity};
 use tocsin_store::{ImportOutcome, NewNotificationSet, ProcessedUpdate, PutOutcome, Store};
@@ -134,7 +134,7 @@ fn to_vulns(updater: &str, osv: Osv) -> Vec<Vulnerability> {
 }
 
 /// A snapshot tarball as (fingerprint, vulnerabilities).
-fn read_snapshot(updater: &str, path: &Path) -> (String, Vec<Vulnerability>) {
+fn read_snapshot(updater: &str, path: &Path) -> (String, Vec<Addressed>) {
     let bytes = std::fs::read(path).unwrap();
     let fingerprint = tocsin_model::sha256_hex(&bytes);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
@@ -149,7 +149,7 @@ fn read_snapshot(updater: &str, path: &Path) -> (String, Vec<Vulnerability>) {
         e.read_to_string(&mut text).unwrap();
         let osv: Osv = serde_json::from_str(&text)
             .unwrap_or_else(|err| panic!("{}: {name}: {err}", path.display()));
-        vulns.extend(to_vulns(updater, osv));
+        vulns.extend(to_vulns(updater, osv).into_iter().map(Addressed::new));
     }
     (fingerprint, vulns)
 }
@@ -173,7 +173,7 @@ async fn debian_snapshots_import_whole_and_deduplicated() {
     let mut last = None;
     for path in snapshots(&data, "debian") {
         let (fp, vulns) = read_snapshot("debian", &path);
-        let ids: BTreeSet<_> = vulns.iter().map(Vulnerability::id).collect();
+        let ids: BTreeSet<_> = vulns.iter().map(|v| v.vuln().id()).collect();
         distinct.extend(ids.iter().cloned());
         let started = Instant::now();
         let out = store
@@ -213,7 +213,7 @@ async fn debian_snapshots_import_whole_and_deduplicated() {
         .unwrap();
     assert_eq!(rows as usize, distinct.len());
     // Bodies come back exactly.
-    let sample: Vec<_> = vulns.iter().step_by(97).cloned().collect();
+    let sample: Vec<_> = vulns.iter().step_by(97).map(|v| v.vuln().clone()).collect();
     let ids: Vec<_> = sample.iter().map(Vulnerability::id).collect();
     let got = store.vulnerabilities(&ids).await.unwrap();
     assert_eq!(got.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), sample);
@@ -406,7 +406,7 @@ async fn a_hundred_thousand_entry_set_commits_quickly_and_pages_completely() {
                 .take(1000)
                 .map(|v| VulnChange {
                     old: None,
-                    new: Some(v.id()),
+                    new: Some(v.id().clone()),
                     old_affected: Default::default(),
                     new_affected: (0..digests.len() as u32).collect(),
                 })

@@ -38,7 +38,7 @@ use tocsin_model::change::ChangeSet;
 use tocsin_model::claircore::UpdateOperation;
 use tocsin_model::inventory::Manifest;
 use tocsin_model::notification::{Notification, ReceiptStatus};
-use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_model::vuln::{Addressed, VulnId, Vulnerability};
 use tocsin_model::Digest;
 use uuid::Uuid;
 
@@ -514,7 +514,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         updater: &str,
         fingerprint: &str,
-        vulns: &[Vulnerability],
+        vulns: &[Addressed],
         now: OffsetDateTime,
     ) -> Result<ImportOutcome>;
     /// Every updater.

@@ -20,10 +20,12 @@ use crate::{
 
 mod changes;
 mod packages;
+mod snapshot;
 pub mod wire;
 
 pub use changes::{decode_change_set, encode_change_set};
 pub use packages::{decode_packages, encode_packages, PackageBlob};
+pub use snapshot::{encode_snapshot, EncodedSnapshot};
 
 /// A time as stored: Unix nanoseconds.
 pub fn to_nanos(t: OffsetDateTime, what: &str) -> Result<i64> {
