@@ -257,17 +257,22 @@ impl<'a> Collector<'a> {
                 file: source.to_string(),
             });
         }
-        let mut with_ids: Vec<Addressed> = vulns.into_iter().map(Addressed::new).collect();
-        with_ids.sort_by(|a, b| a.id().cmp(b.id()));
-        let before = with_ids.len();
-        with_ids.dedup_by(|a, b| a.id() == b.id());
-        stats.duplicates = (before - with_ids.len()) as u64;
+        let records: Vec<Addressed> = vulns.into_iter().map(Addressed::new).collect();
+        // Records are large: sort their positions, then move each record once.
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        order.sort_by(|&a, &b| records[a].id().cmp(records[b].id()));
+        let before = order.len();
+        order.dedup_by(|a, b| records[*a].id() == records[*b].id());
+        stats.duplicates = (before - order.len()) as u64;
+        let mut records: Vec<Option<Addressed>> = records.into_iter().map(Some).collect();
+        let with_ids = order.into_iter().filter_map(|i| records[i].take());
 
         // Walking in id order makes the kept record of a collision the smallest id: a choice that
         // does not depend on file order, so the same content always yields the same snapshot.
-        let mut seen = HashSet::with_capacity(with_ids.len());
-        let mut vulnerabilities = Vec::with_capacity(with_ids.len());
-        let mut ids = String::with_capacity(with_ids.len() * 65);
+        let kept = before - stats.duplicates as usize;
+        let mut seen = HashSet::with_capacity(kept);
+        let mut vulnerabilities = Vec::with_capacity(kept);
+        let mut ids = String::with_capacity(kept * 65);
         for v in with_ids {
             if !seen.insert(v.identity()) {
                 stats.identity_collisions += 1;

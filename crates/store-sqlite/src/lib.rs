@@ -331,13 +331,20 @@ impl Store for SqliteStore {
         vulns: &[Addressed],
         now: OffsetDateTime,
     ) -> Result<ImportOutcome> {
+        let stored = {
+            let updater = updater.to_string();
+            self.blocking("import_snapshot", move |db| {
+                db.with_reader(|c| feeds::latest_ids(c, &updater))
+            })
+            .await?
+        };
+        // Only the records not stored yet are copied to the blocking thread and encoded.
+        let pending = tocsin_store::codec::split_snapshot(updater, vulns, &stored)?;
+        drop(stored);
         let updater = updater.to_string();
         let fingerprint = fingerprint.to_string();
-        let vulns = vulns.to_vec();
         self.blocking("import_snapshot", move |db| {
-            let stored = db.with_reader(|c| feeds::latest_ids(c, &updater))?;
-            let encoded = tocsin_store::codec::encode_snapshot(&updater, &vulns, &stored)?;
-            drop(vulns);
+            let encoded = pending.encode()?;
             db.with_writer(|c| feeds::import(c, &updater, &fingerprint, &encoded, now))
         })
         .await

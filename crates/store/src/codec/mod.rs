@@ -25,7 +25,7 @@ pub mod wire;
 
 pub use changes::{decode_change_set, encode_change_set};
 pub use packages::{decode_packages, encode_packages, PackageBlob};
-pub use snapshot::{encode_snapshot, EncodedSnapshot};
+pub use snapshot::{encode_snapshot, split_snapshot, EncodedSnapshot, PendingSnapshot};
 
 /// A time as stored: Unix nanoseconds.
 pub fn to_nanos(t: OffsetDateTime, what: &str) -> Result<i64> {
