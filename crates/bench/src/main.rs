@@ -23,6 +23,11 @@ use std::io::Write as _;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+/// The server's allocator, so that tocsin's matching timed in this process (the baseline's side
+/// by side) runs as it does in `tocsin serve`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command line.
 #[derive(Parser, Debug)]
 #[command(

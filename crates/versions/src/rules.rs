@@ -153,6 +153,39 @@ fn sort_events(events: &mut [(EventKind, Bound)]) {
     }
 }
 
+/// The positions `0..n` in stable sorted order by `le` (a "less or equal" test).
+///
+/// A bottom-up merge sort rather than `slice::sort`: the standard sort may panic when an ordering
+/// is not total, and a feed must not be able to crash the matcher through a scheme bug; this one
+/// only ever yields some permutation.
+fn merge_order(n: usize, le: impl Fn(usize, usize) -> bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut buf: Vec<usize> = Vec::with_capacity(n);
+    let mut width = 1;
+    while width < n {
+        buf.clear();
+        for start in (0..n).step_by(2 * width) {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            let (mut i, mut j) = (start, mid);
+            while i < mid && j < end {
+                if le(order[i], order[j]) {
+                    buf.push(order[i]);
+                    i += 1;
+                } else {
+                    buf.push(order[j]);
+                    j += 1;
+                }
+            }
+            buf.extend_from_slice(&order[i..mid]);
+            buf.extend_from_slice(&order[j..end]);
+        }
+        std::mem::swap(&mut order, &mut buf);
+        width *= 2;
+    }
+    order
+}
+
 /// The upper end of a claircore query-string window.
 #[derive(Clone, Debug)]
 enum Upper {
@@ -168,7 +201,8 @@ enum Check {
         /// The schemes the installed version must be parsed with: the ecosystem's first
         /// (for `versions`), then SemVer's when a `SEMVER` range needs it.
         schemes: Vec<Scheme>,
-        versions: Vec<(String, Version)>,
+        /// The listed versions, parsed with the first scheme.
+        versions: Listed,
         ranges: Vec<CompiledRange>,
     },
     Always,
@@ -182,6 +216,45 @@ enum Check {
         lower: Option<Normalized>,
         upper: Option<Normalized>,
     },
+}
+
+/// An OSV `versions` list, parsed. A version is listed if it equals (in its scheme's order) one
+/// of them, so `1.0` finds `1.0.0` where the scheme says they are equal, and an identical string
+/// always finds itself.
+#[derive(Clone, Debug)]
+enum Listed {
+    /// Sorted and deduplicated, searched by bisection: schemes with a total order. PyPI and
+    /// distribution records list hundreds of versions, checked against every installed one.
+    Sorted(Vec<Version>),
+    /// In record order, searched one by one: Maven, whose order is not transitive, so a sorted
+    /// list could hide an equal version from a bisection.
+    Scan(Vec<Version>),
+}
+
+impl Listed {
+    fn new(versions: Vec<Version>, scheme: Scheme) -> Listed {
+        if scheme == Scheme::Maven {
+            return Listed::Scan(versions);
+        }
+        let order = merge_order(versions.len(), |a, b| versions[a] <= versions[b]);
+        let mut slots: Vec<Option<Version>> = versions.into_iter().map(Some).collect();
+        let mut sorted: Vec<Version> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+        sorted.dedup();
+        Listed::Sorted(sorted)
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Listed::Sorted(v) | Listed::Scan(v) => v.is_empty(),
+        }
+    }
+
+    fn contains(&self, v: &Version) -> bool {
+        match self {
+            Listed::Sorted(list) => list.binary_search(v).is_ok(),
+            Listed::Scan(list) => list.iter().any(|l| l == v),
+        }
+    }
 }
 
 /// The architecture part of a compiled claircore rule.
@@ -342,17 +415,24 @@ impl CompiledRule {
                 versions,
                 ranges,
             } => {
-                if versions.iter().any(|(s, _)| s == installed) {
+                let Some(first) = schemes.first() else {
+                    return false;
+                };
+                if versions.is_empty() && ranges.is_empty() {
+                    return false;
+                }
+                // Parsed once per call, and the second scheme only if a range needs it.
+                let v = first.parse(installed);
+                if versions.contains(&v) {
                     return true;
                 }
-                let parsed: Vec<Version> = schemes.iter().map(|s| s.parse(installed)).collect();
-                (!versions.is_empty()
-                    && versions
-                        .iter()
-                        .any(|(_, listed)| Some(listed) == parsed.first()))
-                    || ranges
-                        .iter()
-                        .any(|r| parsed.get(r.scheme).is_some_and(|v| r.covers(v)))
+                let mut other: Option<Version> = None;
+                ranges.iter().any(|r| match r.scheme {
+                    0 => r.covers(&v),
+                    i => schemes
+                        .get(i)
+                        .is_some_and(|s| r.covers(other.get_or_insert_with(|| s.parse(installed)))),
+                })
             }
         }
     }
@@ -384,10 +464,7 @@ fn compile_osv(ranges: &[OsvRange], versions: &[String], scheme: Scheme) -> Chec
             CompiledRange::new(r, range_scheme, index)
         })
         .collect();
-    let versions = versions
-        .iter()
-        .map(|v| (v.clone(), scheme.parse(v)))
-        .collect();
+    let versions = Listed::new(versions.iter().map(|v| scheme.parse(v)).collect(), scheme);
     Check::Osv {
         schemes,
         versions,
@@ -606,6 +683,53 @@ mod tests {
         assert!(hit(&r, "PyPI", "0.8.0-alpha2"));
         assert!(hit(&r, "PyPI", "1.0.0"));
         assert!(!hit(&r, "PyPI", "1.0.1"));
+    }
+
+    #[test]
+    fn osv_long_versions_lists_find_every_listed_version_in_any_order() {
+        // A PyPI-sized list in an order unrelated to the versions' own.
+        let listed: Vec<String> = (0..300)
+            .map(|i| format!("{}.{}.{}", (i * 7) % 13, (i * 11) % 17, i))
+            .collect();
+        let r = Affected::Osv {
+            ranges: vec![],
+            versions: listed.clone(),
+        };
+        for eco in [
+            "PyPI",
+            "crates.io",
+            "Debian:12",
+            "AlmaLinux:9",
+            "Maven",
+            "Other",
+        ] {
+            for v in &listed {
+                assert!(hit(&r, eco, v), "{eco}: {v} is listed");
+            }
+            assert!(!hit(&r, eco, "99.0.0"), "{eco}");
+            assert!(!hit(&r, eco, "0.0.1000"), "{eco}");
+        }
+        // Equal by value after sorting: PEP 440 zero padding, listed twice.
+        let r = Affected::Osv {
+            ranges: vec![],
+            versions: vec!["2.0".into(), "1.0".into(), "1.0.0".into(), "0.5".into()],
+        };
+        assert!(hit(&r, "PyPI", "1.0.0.0"));
+        assert!(hit(&r, "PyPI", "0.5.0"));
+        assert!(!hit(&r, "PyPI", "1.5"));
+    }
+
+    #[test]
+    fn merge_order_sorts_stably_and_survives_a_nonsense_order() {
+        let keys = [5, 3, 9, 3, 1, 8, 5, 0, 2];
+        let order = merge_order(keys.len(), |a, b| keys[a] <= keys[b]);
+        assert_eq!(order, [7, 4, 8, 1, 3, 0, 6, 5, 2]);
+        for n in [0, 1, 2, 7, 64, 100] {
+            // A "comparison" that is not an order at all still yields a permutation.
+            let mut order = merge_order(n, |a, b| (a * 31 + b * 17) % 5 < 2);
+            order.sort_unstable();
+            assert_eq!(order, (0..n).collect::<Vec<_>>());
+        }
     }
 
     #[test]
