@@ -184,39 +184,31 @@ async fn pass(
     opts: &WorkerOptions,
     now: OffsetDateTime,
 ) -> Result<PassStats, DeliverError> {
+    use futures::future::{BoxFuture, FutureExt as _, OptionFuture};
+
     let channel = deliverer.channel();
     let clock = Instant::now();
-    // Claims are small and made as delivery slots free up, so a claimed set waits at most about
-    // four delivery timeouts before its attempt starts, inside its lease however long the pass
-    // (the configuration requires the lease to exceed the timeout; the default is ten times);
-    // and deliveries never wait for a whole batch to finish before the next begins.
+    // Claims are small and made as the queue of claimed sets runs low, so a claimed set waits at
+    // most about five delivery timeouts before its attempt starts, inside its lease however long
+    // the pass (the configuration requires the lease to exceed the timeout; the default is ten
+    // times); and deliveries never wait for a whole batch to finish before the next begins.
     let claim_size = opts.concurrency.saturating_mul(4).min(opts.batch).max(1);
+    let chunk = claim_size.min(RECORD_CHUNK);
     let mut queue: std::collections::VecDeque<DeliveryTask> = std::collections::VecDeque::new();
     let mut in_flight = futures::stream::FuturesUnordered::new();
+    // The next claim and the previous chunk's record run beside the deliveries in flight: a
+    // store transaction never leaves the delivery slots idle (an SQLite write costs about as
+    // much as a local webhook call).
+    let mut claim: Option<BoxFuture<'_, Result<Vec<DeliveryTask>, StoreError>>> = None;
+    let mut recording: Option<BoxFuture<'_, Recorded>> = None;
     let mut claiming = true;
+    // The size of the claim in progress.
+    let mut asked = 0;
     let mut stats = PassStats::default();
     let mut finished: Vec<Made> = Vec::new();
     let mut first_error: Option<StoreError> = None;
     loop {
         while in_flight.len() < opts.concurrency {
-            if queue.is_empty() && claiming && first_error.is_none() {
-                let want = claim_size.min(opts.batch - stats.claimed);
-                let at = now + clock.elapsed();
-                match store.claim_deliveries(channel, at, opts.lease, want).await {
-                    Ok(v) => {
-                        stats.claimed += v.len();
-                        claiming = v.len() == want && stats.claimed < opts.batch;
-                        if !v.is_empty() {
-                            debug!(%channel, claimed = v.len(), "claimed deliveries");
-                        }
-                        queue.extend(v);
-                    }
-                    Err(e) => {
-                        claiming = false;
-                        first_error = Some(e);
-                    }
-                }
-            }
             match queue.pop_front() {
                 Some(t) => {
                     in_flight.push(deliver_one(store, deliverer, policy, opts, t, now, clock))
@@ -224,82 +216,107 @@ async fn pass(
                 None => break,
             }
         }
-        if in_flight.is_empty() {
+        // Claim ahead while the queue runs low, so the slots have work when they free up.
+        if claim.is_none() && claiming && first_error.is_none() && queue.len() < opts.concurrency {
+            asked = claim_size.min(opts.batch.saturating_sub(stats.claimed));
+            let at = now + clock.elapsed();
+            claim = Some(
+                store
+                    .claim_deliveries(channel, at, opts.lease, asked)
+                    .boxed(),
+            );
+        }
+        let idle = in_flight.is_empty() && claim.is_none();
+        if recording.is_none() && !finished.is_empty() && (finished.len() >= chunk || idle) {
+            // A crash before a chunk is recorded leaves its sets to be delivered again once
+            // their leases expire (at-least-once), as a crash during a delivery would.
+            let take: Vec<Made> = finished.drain(..finished.len().min(RECORD_CHUNK)).collect();
+            recording = Some(record(store, take).boxed());
+        }
+        if idle && recording.is_none() {
             break;
         }
-        let mut take = |r: Result<Option<Made>, StoreError>| match r {
-            Ok(Some(m)) => finished.push(m),
-            Ok(None) => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        };
-        if let Some(r) = in_flight.next().await {
-            take(r);
-        }
-        while let Some(Some(r)) = futures::FutureExt::now_or_never(in_flight.next()) {
-            take(r);
-        }
-        // Whatever has finished is recorded together, about a claim's worth of deliveries per
-        // store transaction. A crash before a chunk is recorded leaves its sets to be delivered again
-        // once their leases expire (at-least-once), as a crash during a delivery would.
-        if finished.len() >= claim_size.min(RECORD_CHUNK) || in_flight.is_empty() {
-            record(
-                store,
-                channel,
-                std::mem::take(&mut finished),
-                &mut stats,
-                &mut first_error,
-            )
-            .await;
+        tokio::select! {
+            Some(r) = in_flight.next(), if !in_flight.is_empty() => match r {
+                Ok(Some(m)) => finished.push(m),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            },
+            Some(r) = OptionFuture::from(claim.as_mut()), if claim.is_some() => {
+                claim = None;
+                match r {
+                    Ok(v) => {
+                        stats.claimed += v.len();
+                        claiming = v.len() == asked && stats.claimed < opts.batch;
+                        if !v.is_empty() {
+                            debug!(%channel, claimed = v.len(), "claimed deliveries");
+                        }
+                        queue.extend(v);
+                    }
+                    Err(e) => {
+                        claiming = false;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            },
+            Some(done) = OptionFuture::from(recording.as_mut()), if recording.is_some() => {
+                recording = None;
+                done.apply(channel, &mut stats, &mut first_error);
+            },
         }
     }
-    record(store, channel, finished, &mut stats, &mut first_error).await;
     match first_error {
         Some(e) => Err(e.into()),
         None => Ok(stats),
     }
 }
 
-/// Records finished deliveries in one store call and logs each.
-async fn record(
-    store: &dyn Store,
-    channel: &str,
+/// Finished deliveries and what recording them in one store call returned.
+struct Recorded {
     made: Vec<Made>,
-    stats: &mut PassStats,
-    first_error: &mut Option<StoreError>,
-) {
-    if made.is_empty() {
-        return;
-    }
+    states: Result<Vec<Result<ReceiptStatus, StoreError>>, StoreError>,
+}
+
+/// Records finished deliveries in one store call.
+async fn record(store: &dyn Store, made: Vec<Made>) -> Recorded {
     let batch: Vec<(DeliveryTask, Attempt)> = made
         .iter()
         .map(|m| (m.task.clone(), m.attempt.clone()))
         .collect();
-    let states = match store.record_attempts(&batch).await {
-        Ok(s) => s,
-        Err(e) => {
-            first_error.get_or_insert(e);
-            return;
-        }
-    };
-    for (m, state) in made.iter().zip(states) {
-        stats.attempted += 1;
-        match state {
-            Ok(state) => log_attempt(
-                channel,
-                m.task.set_id,
-                m.task.attempts.saturating_add(1),
-                &m.result,
-                &m.attempt.outcome,
-                state,
-                m.took,
-            ),
-            Err(StoreError::Conflict(why)) => {
-                warn!(%channel, set = %m.task.set_id, %why, "lease lost before the attempt was recorded; another worker owns the set now");
-            }
+    let states = store.record_attempts(&batch).await;
+    Recorded { made, states }
+}
+
+impl Recorded {
+    /// Counts and logs each attempt; keeps the first store error.
+    fn apply(self, channel: &str, stats: &mut PassStats, first_error: &mut Option<StoreError>) {
+        let states = match self.states {
+            Ok(s) => s,
             Err(e) => {
                 first_error.get_or_insert(e);
+                return;
+            }
+        };
+        for (m, state) in self.made.iter().zip(states) {
+            stats.attempted += 1;
+            match state {
+                Ok(state) => log_attempt(
+                    channel,
+                    m.task.set_id,
+                    m.task.attempts.saturating_add(1),
+                    &m.result,
+                    &m.attempt.outcome,
+                    state,
+                    m.took,
+                ),
+                Err(StoreError::Conflict(why)) => {
+                    warn!(%channel, set = %m.task.set_id, %why, "lease lost before the attempt was recorded; another worker owns the set now");
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
     }
