@@ -53,7 +53,33 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let guarded = v3::routes(Router::new(), &state)
+    build(state, true)
+}
+
+/// [`app`] without Clair v3's gRPC service, for when it has a listener of its own
+/// ([`grpc_app`]; `tocsin.grpc_listen_addr`).
+pub fn http_app(state: AppState) -> Router {
+    build(state, false)
+}
+
+/// Clair v3's gRPC service alone (both package names, behind the same authentication), for a
+/// separate gRPC listener. Its REST gateway stays on the HTTP listener, as grpc-gateway is an
+/// HTTP/1.1 front.
+pub fn grpc_app(state: AppState) -> Router {
+    v3::routes(Router::new(), &state)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        .fallback(ops::not_found)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn build(state: AppState, with_grpc: bool) -> Router {
+    let grpc = if with_grpc {
+        v3::routes(Router::new(), &state)
+    } else {
+        v3::routes_elsewhere(Router::new())
+    };
+    let guarded = grpc
         .route(
             "/notifications/{name}",
             get(v3::gateway_get).delete(v3::gateway_delete),
@@ -159,13 +185,14 @@ async fn clair_error_bodies(State(state): State<AppState>, resp: Response) -> Re
     out
 }
 
-/// Serves the app on a bound listener until `shutdown` resolves.
+/// Serves a router ([`app`], [`http_app`] or [`grpc_app`]) on a bound listener until `shutdown`
+/// resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

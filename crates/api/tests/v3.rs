@@ -25,10 +25,13 @@ const COPIES: u64 = 240;
 
 /// Serves the app's router on a loopback port, as `tocsin serve` does.
 async fn listen(app: &TestApp) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    listen_router(app.router.clone()).await
+}
+
+async fn listen_router(router: axum::Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = app.router.clone();
     tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -245,6 +248,63 @@ impl<T> Tap for T {
         f(&mut self);
         self
     }
+}
+
+/// `tocsin.grpc_listen_addr`: the gRPC service alone on one listener, everything else (the
+/// REST gateway included) on the HTTP one, each refusing the other's calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_on_its_own_listener_and_the_gateway_on_http() {
+    let Some(data) = data() else { return };
+    let (app, ops) = legacy_fixture(&data, 3, EngineConfig::default()).await;
+    let name = app
+        .engine
+        .store()
+        .legacy_notifications(ops[0])
+        .await
+        .unwrap()[0]
+        .name;
+    let state = || tocsin_api::AppState {
+        engine: std::sync::Arc::clone(&app.engine),
+        auth: None,
+        metrics: None,
+        max_body: 1 << 20,
+    };
+    let grpc = tocsin_api::grpc_app(state());
+    let http = tocsin_api::http_app(state());
+    let (grpc_addr, _g) = listen_router(grpc.clone()).await;
+    let (http_addr, _h) = listen_router(http.clone()).await;
+
+    let got = NotificationServiceClient::new(channel(grpc_addr).await)
+        .get_notification(request(name, 2, "", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.notification.unwrap().name, name.to_string());
+    let old = OldClient::new(channel(grpc_addr).await)
+        .get_notification(request(name, 2, "", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(old.notification.unwrap().name, name.to_string());
+    let refused = NotificationServiceClient::new(channel(http_addr).await)
+        .get_notification(request(name, 2, "", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unimplemented, "{refused:?}");
+    assert!(
+        refused.message().contains("tocsin.grpc_listen_addr"),
+        "{refused:?}"
+    );
+
+    let gateway = |router: axum::Router| async move {
+        use tower::ServiceExt as _;
+        let req = axum::http::Request::get(format!("/notifications/{name}?limit=2"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        router.oneshot(req).await.unwrap().status()
+    };
+    assert_eq!(gateway(http).await, StatusCode::OK);
+    assert_eq!(gateway(grpc).await, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,7 +87,8 @@ pub const ENV_DATA_DIR: &str = "TOCSIN_DATA_DIR";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where the HTTP server listens (`http_listen_addr`). Metrics, the v4 pull API and the
-    /// v2/v3 APIs are all served here.
+    /// v2/v3 APIs are all served here (v3's gRPC service too, unless
+    /// [`Tocsin::grpc_listen_addr`] gives it its own address).
     pub http_listen_addr: ListenAddr,
     /// Log level and format (`log_level`, `logging`).
     pub logging: Logging,
@@ -595,6 +596,9 @@ pub enum FirstUpdate {
 /// tocsin's own settings (`tocsin`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tocsin {
+    /// Where Clair v3's gRPC service listens when not on `http_listen_addr`
+    /// (`tocsin.grpc_listen_addr`); `None` shares the HTTP listener.
+    pub grpc_listen_addr: Option<ListenAddr>,
     /// What an updater's first update operation does.
     pub first_update: FirstUpdate,
     /// Emit reason `changed` for still-affected manifests whose vulnerability changed.

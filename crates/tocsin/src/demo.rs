@@ -202,7 +202,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         &format!("http://{recv_addr}/webhook"),
         &format!("http://{addr}/notifier/api/v1/notification/"),
     )?;
-    let service = crate::serve::start(&cfg, listener, None).await?;
+    let service = crate::serve::start(&cfg, listener, None, None).await?;
     let base = format!("http://{addr}");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))

@@ -100,7 +100,18 @@ async fn run(cli: Cli) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
-            let service = serve::start(&cfg, listener, Some(metrics)).await?;
+            let grpc = match &cfg.tocsin.grpc_listen_addr {
+                None => None,
+                Some(addr) => {
+                    let addr = addr.to_string();
+                    Some(
+                        tokio::net::TcpListener::bind(&addr)
+                            .await
+                            .with_context(|| format!("listening for gRPC on {addr}"))?,
+                    )
+                }
+            };
+            let service = serve::start(&cfg, listener, grpc, Some(metrics)).await?;
             service.run_until(shutdown_signal()).await
         }
         Command::Demo(args) => demo::run(args).await,

@@ -1,5 +1,5 @@
 //! `tocsin serve`: composes the store, the engine, the HTTP API (with Clair v3's gRPC service on
-//! the same listener), the update processor, the delivery workers (v4 channel and Clair v2's
+//! the same listener or its own), the update processor, the delivery workers (v4 channel and Clair v2's
 //! webhook) and garbage collection, and stops them together.
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,10 +69,12 @@ async fn pause(stop: &CancellationToken, d: Duration) -> bool {
     }
 }
 
-/// Starts everything on `listener`.
+/// Starts everything on `listener`, with Clair v3's gRPC service on `grpc_listener` when one is
+/// given (`tocsin.grpc_listen_addr`) and on `listener` otherwise.
 pub async fn start(
     cfg: &Config,
     listener: tokio::net::TcpListener,
+    grpc_listener: Option<tokio::net::TcpListener>,
     metrics: Option<tocsin_api::MetricsRenderer>,
 ) -> Result<Service> {
     // A channel that cannot be built fails the start before anything is created or migrated.
@@ -97,9 +99,26 @@ pub async fn start(
         metrics,
         max_body: usize::try_from(cfg.tocsin.max_body_size).unwrap_or(usize::MAX),
     };
+    let http = match grpc_listener {
+        None => tocsin_api::app(state),
+        Some(grpc_listener) => {
+            let grpc_addr = grpc_listener
+                .local_addr()
+                .context("reading the gRPC listen address")?;
+            let app = tocsin_api::grpc_app(state.clone());
+            let token = stop.clone();
+            tasks.spawn(async move {
+                tocsin_api::serve(grpc_listener, app, async move { token.cancelled().await })
+                    .await
+                    .context("gRPC server")
+            });
+            tracing::info!(addr = %grpc_addr, "Clair v3 gRPC service on its own listener");
+            tocsin_api::http_app(state)
+        }
+    };
     let token = stop.clone();
     tasks.spawn(async move {
-        tocsin_api::serve(listener, state, async move { token.cancelled().await })
+        tocsin_api::serve(listener, http, async move { token.cancelled().await })
             .await
             .context("HTTP server")
     });

@@ -233,20 +233,41 @@ impl pb::clairpb::notification_service_server::NotificationService for Notificat
     }
 }
 
+/// The gRPC paths of the service, under each package name.
+const GRPC_PATHS: [&str; 2] = [
+    "/coreos.clair.NotificationService/{*method}",
+    "/clairpb.NotificationService/{*method}",
+];
+
 /// Adds both packages' gRPC services to a router.
 pub fn routes(router: axum::Router<AppState>, state: &AppState) -> axum::Router<AppState> {
     let svc = NotificationService::new(state.clone());
     router
         .route_service(
-            "/coreos.clair.NotificationService/{*method}",
+            GRPC_PATHS[0],
             pb::coreos::clair::notification_service_server::NotificationServiceServer::new(
                 svc.clone(),
             ),
         )
         .route_service(
-            "/clairpb.NotificationService/{*method}",
+            GRPC_PATHS[1],
             pb::clairpb::notification_service_server::NotificationServiceServer::new(svc),
         )
+}
+
+/// For a listener without the service (it has its own): gRPC calls get a gRPC `UNIMPLEMENTED`
+/// that says where to go, rather than an HTTP 404 that clients report as a protocol error.
+pub fn routes_elsewhere(router: axum::Router<AppState>) -> axum::Router<AppState> {
+    GRPC_PATHS.iter().fold(router, |r, path| {
+        r.route(path, axum::routing::any(grpc_elsewhere))
+    })
+}
+
+async fn grpc_elsewhere() -> Response {
+    Status::unimplemented(
+        "Clair v3's NotificationService is served on tocsin.grpc_listen_addr, not on this listener",
+    )
+    .into_http::<axum::body::Body>()
 }
 
 // ---- REST gateway ---------------------------------------------------------------------------

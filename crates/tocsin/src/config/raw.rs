@@ -141,6 +141,7 @@ pub(super) struct RawStomp {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTocsin {
     pub data_dir: Option<String>,
+    pub grpc_listen_addr: Option<String>,
     pub first_update: Option<FirstUpdate>,
     pub changed_reason: Option<YamlBool>,
     pub legacy_layer_label: Option<String>,

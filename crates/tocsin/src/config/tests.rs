@@ -231,6 +231,7 @@ fn no_file_means_defaults() {
     assert_eq!(
         config.tocsin,
         Tocsin {
+            grpc_listen_addr: None,
             first_update: FirstUpdate::Notify,
             changed_reason: false,
             legacy_layer_label: None,
@@ -675,6 +676,33 @@ fn listen_addresses() {
     let p = problems("introspection_addr: nope\n");
     assert!(
         has_problem(&p, "introspection_addr", "missing a port"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn grpc_listen_address_is_optional_and_must_differ_from_http() {
+    let grpc = |text: &str| ok(text).0.tocsin.grpc_listen_addr.map(|a| a.to_string());
+    assert_eq!(grpc(""), None);
+    assert_eq!(grpc("tocsin: {grpc_listen_addr: \"\"}"), None);
+    assert_eq!(
+        grpc("tocsin: {grpc_listen_addr: \":6061\"}").as_deref(),
+        Some("0.0.0.0:6061")
+    );
+    // Two system-chosen ports never collide.
+    assert_eq!(
+        grpc("http_listen_addr: 127.0.0.1:0\ntocsin: {grpc_listen_addr: 127.0.0.1:0}").as_deref(),
+        Some("127.0.0.1:0")
+    );
+    let p =
+        problems("http_listen_addr: 127.0.0.1:7000\ntocsin: {grpc_listen_addr: 127.0.0.1:7000}\n");
+    assert!(
+        has_problem(&p, "tocsin.grpc_listen_addr", "is http_listen_addr too"),
+        "{p:?}"
+    );
+    let p = problems("tocsin: {grpc_listen_addr: \"7000\"}\n");
+    assert!(
+        has_problem(&p, "tocsin.grpc_listen_addr", "missing a port"),
         "{p:?}"
     );
 }

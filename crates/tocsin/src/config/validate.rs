@@ -819,7 +819,13 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
         }
         other => other,
     };
+    let grpc_listen_addr = non_empty(raw.grpc_listen_addr).and_then(|text| {
+        parse_listen_addr(&text)
+            .map_err(|e| c.problem("tocsin.grpc_listen_addr", e))
+            .ok()
+    });
     Tocsin {
+        grpc_listen_addr,
         first_update: raw.first_update.unwrap_or(FirstUpdate::Notify),
         changed_reason: flag(raw.changed_reason),
         legacy_layer_label,
@@ -971,6 +977,20 @@ pub(super) fn validate(
     };
 
     let tocsin = tocsin(&mut c, raw_tocsin, delivery_interval);
+    if let Some(grpc) = &tocsin.grpc_listen_addr {
+        // Port 0 asks the system for a free port: two of those never collide.
+        if grpc.port != 0
+            && grpc.port == http_listen_addr.port
+            && grpc.host == http_listen_addr.host
+        {
+            c.problem(
+                "tocsin.grpc_listen_addr",
+                format!(
+                    "{grpc} is http_listen_addr too; leave it out to serve gRPC on the HTTP listener"
+                ),
+            );
+        }
+    }
 
     if !c.problems.is_empty() {
         return Err(c.problems);
