@@ -677,11 +677,14 @@ impl Run {
             if let Some(n) = &next {
                 url.push_str(&format!("&next={n}"));
             }
+            // Timed until the whole page has arrived; decoding it in this process is not the
+            // server's latency.
             let t = Instant::now();
             let r = self.http.get(url).send().await?;
             ensure!(r.status().is_success(), "page: {}", r.status());
-            let body: Value = r.json().await?;
+            let bytes = r.bytes().await?;
             samples.push(t.elapsed());
+            let body: Value = serde_json::from_slice(&bytes)?;
             for e in body["notifications"].as_array().into_iter().flatten() {
                 ensure!(
                     seen.insert(e["id"].as_str().unwrap_or_default().to_string()),
