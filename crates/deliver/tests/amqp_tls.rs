@@ -10,29 +10,16 @@ use std::time::Duration;
 
 use common::drain;
 use common::node::{free_port, PrivateNode};
+use common::tls::{ca, Ca};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use tocsin_deliver::{
     AmqpConfig, AmqpDeliverer, BrokerMode, Callback, DeliverError, Deliverer, DeliveryResult,
     SetToDeliver, TlsFiles,
 };
 use uuid::Uuid;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca { cert, key }
-}
 
 /// A leaf certificate signed by `ca`, written as `<stem>.pem` and `<stem>.key` in `dir`.
 fn leaf(

@@ -3,11 +3,14 @@
 //! connecting to the endpoint's address, and `http.certfile`/`http.keyfile` are presented to
 //! the server. Certificates are made with rcgen; the server is rustls (tokio-rustls) with a
 //! client verifier over the same test CA, answering HTTP/1.1 by hand.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use common::tls::{ca, Ca};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use tocsin_deliver::webhook_v2::{LegacyWebhook, LegacyWebhookConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
@@ -15,20 +18,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 use uuid::Uuid;
 
 const SERVER_NAME: &str = "notifier.test";
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn new_ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca { cert, key }
-}
 
 fn leaf(
     ca: &Ca,
@@ -165,29 +154,34 @@ struct Setup {
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let ca = new_ca("tocsin test CA");
+    let test_ca = ca("tocsin test CA");
     let server = leaf(
-        &ca,
+        &test_ca,
         SERVER_NAME,
         vec![SERVER_NAME.to_string()],
         ExtendedKeyUsagePurpose::ServerAuth,
     );
-    let (client, client_key) = leaf(&ca, "tocsin", vec![], ExtendedKeyUsagePurpose::ClientAuth);
-    let other = new_ca("someone else");
+    let (client, client_key) = leaf(
+        &test_ca,
+        "tocsin",
+        vec![],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let other = ca("someone else");
     let (stranger, stranger_key) = leaf(
         &other,
         "intruder",
         vec![],
         ExtendedKeyUsagePurpose::ClientAuth,
     );
-    let cafile = write(dir.path(), "ca.pem", ca.cert.pem());
+    let cafile = write(dir.path(), "ca.pem", test_ca.cert.pem());
     let certfile = write(dir.path(), "client.pem", client.pem());
     let keyfile = write(dir.path(), "client.key", client_key.serialize_pem());
     let stranger = (
         write(dir.path(), "stranger.pem", stranger.pem()),
         write(dir.path(), "stranger.key", stranger_key.serialize_pem()),
     );
-    let (port, seen) = tls_server(&ca, server).await;
+    let (port, seen) = tls_server(&test_ca, server).await;
     Setup {
         _dir: dir,
         port,

@@ -14,6 +14,7 @@ use tocsin_model::{Digest, Severity};
 use uuid::Uuid;
 
 pub mod node;
+pub mod tls;
 
 pub const AMQP_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
