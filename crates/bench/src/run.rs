@@ -37,9 +37,14 @@ pub const SEQUENCES: &[&str] = &["crates.io", "almalinux9", "debian"];
 /// Options of a run.
 #[derive(Clone, Debug, clap::Args)]
 pub struct FleetArgs {
-    /// Manifests in the fleet (half indexed over HTTP, half through the CLI).
+    /// Manifests in the fleet (`--http-share` of them indexed over HTTP, the rest through the
+    /// CLI).
     #[arg(long, default_value_t = 10_000)]
     pub manifests: u64,
+    /// The share of the fleet indexed over HTTP, from 0 to 1. At 1,000,000 manifests a smaller
+    /// share reaches the later workloads sooner; both paths are still measured.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
+    pub http_share: f64,
     /// Seed of the fleet.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -80,9 +85,23 @@ pub struct FleetArgs {
     /// baseline), for profiling one part.
     #[arg(long)]
     pub until: Option<String>,
+    /// Run only the webhook workload, which needs no fleet, for profiling it.
+    #[arg(long)]
+    pub webhook_only: bool,
     /// Where the JSON figures go (default: bench-fleet-<N>.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
 }
 
 fn data_dir(args: &FleetArgs) -> Result<PathBuf> {
@@ -189,6 +208,10 @@ pub async fn run(args: FleetArgs) -> Result<Value> {
     );
     run.generator()?;
 
+    if args.webhook_only {
+        run.webhook(work.path()).await?;
+        return Ok(Value::Object(run.figures));
+    }
     let stop = |stage: &str| args.until.as_deref() == Some(stage);
     let mut server = Server::start(&work.path().join("main"), "").await?;
     run.index(&mut server).await?;
@@ -275,11 +298,13 @@ impl Run {
         Ok(())
     }
 
-    /// Workload 1: half the fleet over HTTP (concurrent PUTs), half through `tocsin manifest
-    /// import`, then until the server's index holds them all; and the memory it takes.
+    /// Workload 1: `--http-share` of the fleet over HTTP (concurrent PUTs), the rest through
+    /// `tocsin manifest import`, then until the server's index holds them all; and the memory
+    /// it takes.
     async fn index(&mut self, server: &mut Server) -> Result<()> {
         let n = self.args.manifests;
-        let half = n / 2;
+        // Rounded, and within 0..=n since the share is.
+        let over_http = (n as f64 * self.args.http_share).round() as u64;
         let rss_before = server.rss()?;
         let clients = self.args.clients.max(1) as u64;
         let started = Instant::now();
@@ -293,7 +318,7 @@ impl Run {
             tasks.spawn(async move {
                 let mut s = Samples::default();
                 let mut i = k;
-                while i < half {
+                while i < over_http {
                     let m = catalog.manifest(i);
                     let body = serde_json::to_vec(&m.report)?;
                     let t = Instant::now();
@@ -340,7 +365,7 @@ impl Run {
         let catalog = Arc::clone(&self.catalog);
         let writer = std::thread::spawn(move || -> Result<()> {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut stdin);
-            for i in half..n {
+            for i in over_http..n {
                 serde_json::to_writer(&mut w, &catalog.manifest(i).report)?;
                 w.write_all(b"\n")?;
             }
@@ -371,7 +396,7 @@ impl Run {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let follow_secs = follow.elapsed().as_secs_f64();
-        let cli_n = n - half;
+        let cli_n = n - over_http;
         say(format!(
             "index through the CLI: {cli_n} manifests in {cli_secs:.1} s = {:.0}/s; the server's index followed {:.1} s later ({:.0}/s end to end)",
             cli_n as f64 / cli_secs,
