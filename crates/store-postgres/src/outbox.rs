@@ -452,6 +452,7 @@ pub(crate) async fn claim(
             created_at: from_nanos(r.get(3), what)?,
             entries: to_u64(r.get(4), what)?,
             lease,
+            key: seq,
         });
         seqs.push(seq);
         leases.push(lease);

@@ -503,6 +503,7 @@ pub(crate) fn claim(
                 created_at: from_nanos(created_at, what)?,
                 entries: to_u64(entries, what)?,
                 lease,
+                key: seq,
             });
         }
     }
@@ -594,36 +595,93 @@ fn record_in(
 ) -> Result<Result<ReceiptStatus>> {
     let set = task.set_id.to_string();
     let channel = task.channel.as_str();
-    let row: Option<(i64, Option<i64>, Option<String>)> = tx
-        .prepare_cached(
-            "SELECT s.seq, s.deleted_at, r.lease_id
-             FROM notification_set s JOIN receipt r ON r.set_seq = s.seq
-             WHERE s.id = ?1 AND r.channel = ?2",
+    let (status, next_attempt_at, delivered_at) = match (a.outcome, a.dead_letter) {
+        ("failed", true) => (ReceiptStatus::DeadLetter, None, None),
+        ("failed", false) => (ReceiptStatus::DeliveryFailed, a.retry_at, None),
+        _ => (ReceiptStatus::Delivered, None, Some(a.finished)),
+    };
+    let settle = |seq: i64, lease: Option<&str>| -> Result<usize> {
+        tx.prepare_cached(
+            "UPDATE receipt SET status = ?1, attempts = attempts + 1, next_attempt_at = ?2,
+                                delivered_at = COALESCE(?3, delivered_at),
+                                lease_id = NULL, lease_until = NULL
+             WHERE set_seq = ?4 AND channel = ?5 AND (?6 IS NULL OR lease_id = ?6)",
         )
         .and_then(|mut st| {
-            st.query_row(params![set, channel], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
+            st.execute(params![
+                status.as_str(),
+                next_attempt_at,
+                delivered_at,
+                seq,
+                channel,
+                lease
+            ])
         })
-        .with_ctx(|| format!("record_attempt: reading set {set}, receipt {channel:?}"))?;
-    let Some((seq, deleted_at, lease)) = row else {
-        let set_exists = tx
-            .query_row(
-                "SELECT 1 FROM notification_set WHERE id = ?1",
-                [&set],
-                |_| Ok(()),
-            )
-            .optional()
-            .ctx("record_attempt: looking up the set")?;
-        if set_exists.is_some() {
-            return Err(StoreError::Invalid(format!(
-                "record_attempt: notification set {set} has no channel {channel:?}"
-            )));
-        }
-        // Deleted and already collected: there is nothing left to attach the attempt to.
-        return Ok(Ok(ReceiptStatus::Deleted));
+        .with_ctx(|| format!("record_attempt: updating set {set}, receipt {channel:?}"))
     };
+    // The common case in one statement: the lease is still held, which also means the set is not
+    // deleted, since deleting a set (or delivering it with delete) clears its receipts' leases.
+    let lease = task.lease.to_string();
+    let seq = if settle(task.key, Some(&lease))? == 1 {
+        task.key
+    } else {
+        // Deleted, re-claimed, or a key that is not ours: find out by the set's id.
+        let row: Option<(i64, Option<i64>, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT s.seq, s.deleted_at, r.lease_id
+                 FROM notification_set s JOIN receipt r ON r.set_seq = s.seq
+                 WHERE s.id = ?1 AND r.channel = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![set, channel], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })
+            .with_ctx(|| format!("record_attempt: reading set {set}, receipt {channel:?}"))?;
+        let Some((seq, deleted_at, held)) = row else {
+            let set_exists = tx
+                .query_row(
+                    "SELECT 1 FROM notification_set WHERE id = ?1",
+                    [&set],
+                    |_| Ok(()),
+                )
+                .optional()
+                .ctx("record_attempt: looking up the set")?;
+            if set_exists.is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "record_attempt: notification set {set} has no channel {channel:?}"
+                )));
+            }
+            // Deleted and already collected: there is nothing left to attach the attempt to.
+            return Ok(Ok(ReceiptStatus::Deleted));
+        };
+        // The attempt did happen, so the history keeps it even when the receipt is not ours to
+        // move.
+        insert_attempt(tx, seq, channel, a, &set)?;
+        if deleted_at.is_some() {
+            return Ok(Ok(ReceiptStatus::Deleted));
+        }
+        if held.as_deref() != Some(lease.as_str()) {
+            return Ok(Err(StoreError::Conflict(format!(
+                "set {set}, channel {channel:?}: lease {} is no longer held (expired and re-claimed)",
+                task.lease
+            ))));
+        }
+        settle(seq, None)?;
+        return finish(tx, seq, channel, a, &set).map(|()| Ok(status));
+    };
+    insert_attempt(tx, seq, channel, a, &set)?;
+    finish(tx, seq, channel, a, &set).map(|()| Ok(status))
+}
+
+fn insert_attempt(
+    tx: &Transaction<'_>,
+    seq: i64,
+    channel: &str,
+    a: &EncodedAttempt,
+    set: &str,
+) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO attempt (set_seq, channel, at, duration_ms, status_code, error, outcome,
                               retry_at, dead_letter)
@@ -643,37 +701,18 @@ fn record_in(
         ])
     })
     .with_ctx(|| format!("record_attempt: storing the attempt on set {set}, {channel:?}"))?;
-    if deleted_at.is_some() {
-        return Ok(Ok(ReceiptStatus::Deleted));
-    }
-    if lease.as_deref() != Some(task.lease.to_string().as_str()) {
-        // The attempt did happen, so the history keeps it; only the receipt is not ours to move.
-        return Ok(Err(StoreError::Conflict(format!(
-            "set {set}, channel {channel:?}: lease {} is no longer held (expired and re-claimed)",
-            task.lease
-        ))));
-    }
-    let (status, next_attempt_at, delivered_at) = match (a.outcome, a.dead_letter) {
-        ("failed", true) => (ReceiptStatus::DeadLetter, None, None),
-        ("failed", false) => (ReceiptStatus::DeliveryFailed, a.retry_at, None),
-        _ => (ReceiptStatus::Delivered, None, Some(a.finished)),
-    };
-    tx.prepare_cached(
-        "UPDATE receipt SET status = ?1, attempts = attempts + 1, next_attempt_at = ?2,
-                            delivered_at = COALESCE(?3, delivered_at),
-                            lease_id = NULL, lease_until = NULL
-         WHERE set_seq = ?4 AND channel = ?5",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            status.as_str(),
-            next_attempt_at,
-            delivered_at,
-            seq,
-            channel
-        ])
-    })
-    .with_ctx(|| format!("record_attempt: updating set {set}, receipt {channel:?}"))?;
+    Ok(())
+}
+
+/// After a settled receipt: a delivery that ends the set's life deletes it and its other
+/// receipts.
+fn finish(
+    tx: &Transaction<'_>,
+    seq: i64,
+    channel: &str,
+    a: &EncodedAttempt,
+    set: &str,
+) -> Result<()> {
     if a.outcome == "delivered_and_deleted" {
         tx.execute(
             "UPDATE notification_set SET deleted_at = ?1 WHERE seq = ?2",
@@ -688,7 +727,7 @@ fn record_in(
         )
         .with_ctx(|| format!("record_attempt: deleting the other receipts of set {set}"))?;
     }
-    Ok(Ok(status))
+    Ok(())
 }
 
 pub(crate) fn attempts(conn: &Connection, set: Uuid) -> Result<Vec<Attempt>> {

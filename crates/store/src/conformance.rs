@@ -167,6 +167,7 @@ macro_rules! store_conformance_suite {
             claim_lease_excludes_until_expiry,
             claim_skips_deleted_sets,
             record_delivered,
+            record_with_a_wrong_key,
             record_failed_reschedules,
             record_dead_letter,
             record_lost_lease_conflict,
@@ -1850,6 +1851,42 @@ pub async fn record_delivered(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A task's `key` is only a shortcut: with keys swapped between two claimed sets, or one that
+/// names no set, each attempt still lands on its own set and receipt.
+pub async fn record_with_a_wrong_key(store: &dyn Store) {
+    for n in 1..=3 {
+        store
+            .create_notification_set(&new_set(n, 1, &["webhook"], t(0)))
+            .await
+            .unwrap();
+    }
+    let mut tasks = store
+        .claim_deliveries("webhook", t(5), MINUTE, 10)
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 3);
+    let k0 = tasks[0].key;
+    tasks[0].key = tasks[1].key;
+    tasks[1].key = k0;
+    tasks[2].key = i64::MAX;
+    let batch: Vec<(DeliveryTask, Attempt)> = tasks
+        .iter()
+        .map(|task| (task.clone(), attempt(task, t(5), AttemptOutcome::Delivered)))
+        .collect();
+    let out = store.record_attempts(&batch).await.unwrap();
+    assert_eq!(out.len(), 3);
+    for (task, status) in tasks.iter().zip(out) {
+        assert_eq!(status.unwrap(), ReceiptStatus::Delivered);
+        let attempts = store.attempts(task.set_id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "one attempt on set {}", task.set_id);
+        assert_eq!(attempts[0].set_id, task.set_id);
+    }
+    for n in 1..=3 {
+        let r = receipt_of(store, n, "webhook").await;
+        assert_eq!((r.status, r.attempts), (ReceiptStatus::Delivered, 1));
+    }
 }
 
 /// A failure reschedules the receipt at `retry_at` with one more attempt.

@@ -364,6 +364,10 @@ pub struct DeliveryTask {
     pub entries: u64,
     /// Lease token: must be presented back to [`Store::record_attempt`].
     pub lease: Uuid,
+    /// The claiming store's own key of the set (its row number), so that recording the attempt
+    /// need not look the set up by id. Only that store reads it, and only together with the
+    /// lease, so a wrong key can do no harm: the store then falls back to the id.
+    pub key: i64,
 }
 
 /// The outcome of one delivery attempt.
