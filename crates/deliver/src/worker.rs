@@ -26,7 +26,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt as _;
 use time::OffsetDateTime;
 use tocsin_model::notification::{Notification, ReceiptStatus};
 use tocsin_store::{Attempt, AttemptOutcome, DeliveryTask, Store, StoreError};
@@ -48,8 +47,11 @@ pub const METRIC_SECONDS: &str = "tocsin_delivery_seconds";
 pub struct WorkerOptions {
     /// Receipts claimed per pass.
     pub batch: usize,
-    /// How long a claim holds; must exceed the time a delivery can take.
+    /// How long a claim holds; must exceed `timeout`.
     pub lease: Duration,
+    /// The longest one delivery can take (the channel's timeout). A claimed set starts only
+    /// while its lease still has room for this and as much again to spare.
+    pub timeout: Duration,
     /// Sleep between passes when there is nothing more to do (a wake-up cuts it short).
     pub poll_interval: Duration,
     /// Deliveries in flight at once.
@@ -61,12 +63,14 @@ pub struct WorkerOptions {
 }
 
 impl Default for WorkerOptions {
-    /// 256 per pass, 4 in flight, 5 min leases, a pass every 5 s (retries are due at arbitrary
-    /// times; new sets wake the worker at once), pages of 1000 entries, 5 s after a store error.
+    /// 4096 per pass, 4 in flight, 5 min leases for 30 s deliveries, a pass every 5 s (retries
+    /// are due at arbitrary times; new sets wake the worker at once), pages of 1000 entries, 5 s
+    /// after a store error.
     fn default() -> Self {
         WorkerOptions {
-            batch: 256,
+            batch: 4096,
             lease: Duration::from_secs(300),
+            timeout: Duration::from_secs(30),
             poll_interval: Duration::from_secs(5),
             concurrency: 4,
             page_size: 1000,
@@ -76,6 +80,13 @@ impl Default for WorkerOptions {
 }
 
 impl WorkerOptions {
+    /// How long after its claim a set may still start: half of what its lease leaves beyond one
+    /// delivery, so the attempt ends and is recorded well before the lease can pass to another
+    /// worker.
+    pub fn start_window(&self) -> Duration {
+        self.lease.saturating_sub(self.timeout) / 2
+    }
+
     /// Checks that the numbers make sense.
     pub fn validate(&self) -> Result<(), DeliverError> {
         let bad = |field: &str, message: &str| {
@@ -94,8 +105,8 @@ impl WorkerOptions {
         if self.page_size == 0 {
             return bad("page_size", "must be at least 1");
         }
-        if self.lease.is_zero() {
-            return bad("lease", "must be positive");
+        if self.lease <= self.timeout {
+            return bad("lease", "must be longer than worker.timeout");
         }
         if self.poll_interval.is_zero() {
             return bad("poll_interval", "must be positive");
@@ -129,11 +140,12 @@ pub async fn run(
     info!(%channel, "delivery worker started");
     while !shutdown.is_cancelled() {
         let pause = match pass(
-            store.as_ref(),
-            deliverer.as_ref(),
+            &store,
+            &deliverer,
             &policy,
             &opts,
             OffsetDateTime::now_utc(),
+            &shutdown,
         )
         .await
         {
@@ -160,42 +172,71 @@ pub async fn run(
 /// `now` is the claim time and the clock of the attempts (advanced by real elapsed time), so that
 /// tests can make failed deliveries due again by passing a later time.
 pub async fn deliver_due(
-    store: &dyn Store,
-    deliverer: &dyn Deliverer,
+    store: Arc<dyn Store>,
+    deliverer: Arc<dyn Deliverer>,
     policy: &RetryPolicy,
     opts: &WorkerOptions,
     now: OffsetDateTime,
 ) -> Result<usize, DeliverError> {
     policy.validate()?;
     opts.validate()?;
-    Ok(pass(store, deliverer, policy, opts, now).await?.attempted)
+    Ok(pass(
+        &store,
+        &deliverer,
+        policy,
+        opts,
+        now,
+        &CancellationToken::new(),
+    )
+    .await?
+    .attempted)
 }
 
 #[derive(Debug, Default)]
 struct PassStats {
     claimed: usize,
     attempted: usize,
+    /// Claimed sets left to their leases (see `start_window`).
+    missed: usize,
 }
 
 async fn pass(
-    store: &dyn Store,
-    deliverer: &dyn Deliverer,
+    store: &Arc<dyn Store>,
+    deliverer: &Arc<dyn Deliverer>,
     policy: &RetryPolicy,
     opts: &WorkerOptions,
     now: OffsetDateTime,
+    shutdown: &CancellationToken,
 ) -> Result<PassStats, DeliverError> {
     use futures::future::{BoxFuture, FutureExt as _, OptionFuture};
 
     let channel = deliverer.channel();
+    // Each delivery is a task of its own, so that building requests and reading responses
+    // spread over the runtime's threads instead of sharing this one task (on two cores, a
+    // single task polling every delivery held the webhook to half the plain client's rate).
+    let shared = Arc::new(Shared {
+        store: Arc::clone(store),
+        deliverer: Arc::clone(deliverer),
+        policy: policy.clone(),
+        page_size: opts.page_size,
+        pass_time: now,
+    });
+    let store = store.as_ref();
     let clock = Instant::now();
-    // Claims are small and made as the queue of claimed sets runs low, so a claimed set waits at
-    // most about five delivery timeouts before its attempt starts, inside its lease however long
-    // the pass (the configuration requires the lease to exceed the timeout; the default is ten
-    // times); and deliveries never wait for a whole batch to finish before the next begins.
-    let claim_size = opts.concurrency.saturating_mul(4).min(opts.batch).max(1);
+    // A claim is made whenever fewer than a claim's worth of sets are queued, so the slots never
+    // wait for the store; at most two claims' worth (32 per slot) is queued. A claimed set starts
+    // only inside its start window, which leaves room in its lease for the delivery and as much
+    // again: when deliveries slow down so much that queued sets miss it, they are left for their
+    // leases to expire (another worker, or a later pass, claims them) and this pass claims no
+    // more, so a set is never delivered after its lease could have passed to someone else.
+    let claim_size = opts.concurrency.saturating_mul(16).min(opts.batch).max(1);
     let chunk = claim_size.min(RECORD_CHUNK);
-    let mut queue: std::collections::VecDeque<DeliveryTask> = std::collections::VecDeque::new();
-    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let window = opts.start_window();
+    let mut queue: std::collections::VecDeque<(DeliveryTask, Instant)> =
+        std::collections::VecDeque::new();
+    let mut missed = 0usize;
+    let mut in_flight: tokio::task::JoinSet<Result<Option<Made>, StoreError>> =
+        tokio::task::JoinSet::new();
     // The next claim and the previous chunk's record run beside the deliveries in flight: a
     // store transaction never leaves the delivery slots idle (an SQLite write costs about as
     // much as a local webhook call).
@@ -210,14 +251,18 @@ async fn pass(
     loop {
         while in_flight.len() < opts.concurrency {
             match queue.pop_front() {
-                Some(t) => {
-                    in_flight.push(deliver_one(store, deliverer, policy, opts, t, now, clock))
+                Some((t, claimed)) if claimed.elapsed() <= window => {
+                    in_flight.spawn(deliver_one(Arc::clone(&shared), t, clock));
+                }
+                Some(_) => {
+                    missed += 1;
+                    claiming = false;
                 }
                 None => break,
             }
         }
         // Claim ahead while the queue runs low, so the slots have work when they free up.
-        if claim.is_none() && claiming && first_error.is_none() && queue.len() < opts.concurrency {
+        if claim.is_none() && claiming && first_error.is_none() && queue.len() < claim_size {
             asked = claim_size.min(opts.batch.saturating_sub(stats.claimed));
             let at = now + clock.elapsed();
             claim = Some(
@@ -237,11 +282,19 @@ async fn pass(
             break;
         }
         tokio::select! {
-            Some(r) = in_flight.next(), if !in_flight.is_empty() => match r {
-                Ok(Some(m)) => finished.push(m),
-                Ok(None) => {}
-                Err(e) => {
+            // Shutting down: what is claimed is still delivered (bounded by the queue), nothing
+            // more is claimed.
+            _ = shutdown.cancelled(), if claiming => claiming = false,
+            Some(r) = in_flight.join_next(), if !in_flight.is_empty() => match r {
+                Ok(Ok(Some(m))) => finished.push(m),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
                     first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    // A panicking deliverer: its set stays leased and is retried once the lease
+                    // ends; the pass goes on with the others.
+                    error!(%channel, error = %e, "a delivery task failed; its set is retried after its lease");
                 }
             },
             Some(r) = OptionFuture::from(claim.as_mut()), if claim.is_some() => {
@@ -253,7 +306,8 @@ async fn pass(
                         if !v.is_empty() {
                             debug!(%channel, claimed = v.len(), "claimed deliveries");
                         }
-                        queue.extend(v);
+                        let claimed = Instant::now();
+                        queue.extend(v.into_iter().map(|t| (t, claimed)));
                     }
                     Err(e) => {
                         claiming = false;
@@ -267,6 +321,10 @@ async fn pass(
             },
         }
     }
+    if missed > 0 {
+        warn!(%channel, sets = missed, window = ?window, "claimed sets did not start within their lease's start window; they are delivered once their leases expire");
+    }
+    stats.missed = missed;
     match first_error {
         Some(e) => Err(e.into()),
         None => Ok(stats),
@@ -333,20 +391,32 @@ struct Made {
     took: Duration,
 }
 
+/// What every delivery task of a pass reads.
+struct Shared {
+    store: Arc<dyn Store>,
+    deliverer: Arc<dyn Deliverer>,
+    policy: RetryPolicy,
+    page_size: usize,
+    pass_time: OffsetDateTime,
+}
+
 /// Delivers one claimed set; `None` when there was nothing to deliver.
 async fn deliver_one(
-    store: &dyn Store,
-    deliverer: &dyn Deliverer,
-    policy: &RetryPolicy,
-    opts: &WorkerOptions,
+    shared: Arc<Shared>,
     task: DeliveryTask,
-    pass_time: OffsetDateTime,
     pass_clock: Instant,
 ) -> Result<Option<Made>, StoreError> {
+    let Shared {
+        store,
+        deliverer,
+        policy,
+        page_size,
+        pass_time,
+    } = shared.as_ref();
     let channel = deliverer.channel();
     let set_id = task.set_id;
     let entries = if deliverer.needs_entries() {
-        match load_entries(store, set_id, task.entries, opts.page_size).await? {
+        match load_entries(store.as_ref(), set_id, task.entries, *page_size).await? {
             Some(entries) => Some(entries),
             None => {
                 // Deleted by the client since the claim: there is nothing left to deliver, and the
@@ -360,7 +430,7 @@ async fn deliver_one(
     };
 
     let started = Instant::now();
-    let at = pass_time + started.duration_since(pass_clock);
+    let at = *pass_time + started.duration_since(pass_clock);
     let result = deliverer
         .deliver(&SetToDeliver {
             id: set_id,

@@ -337,7 +337,7 @@ async fn a_lost_connection_during_a_backlog_loses_and_duplicates_nothing() {
     let name = format!("tocsin-restart-{}", Uuid::new_v4());
     let mut cfg = config(&ex, BrokerMode::Direct { rollup: 10 });
     cfg.connection_name = name.clone();
-    let d = AmqpDeliverer::new(cfg).unwrap();
+    let d = Arc::new(AmqpDeliverer::new(cfg).unwrap());
     let policy = RetryPolicy {
         jitter: Jitter::None,
         ..RetryPolicy::default()
@@ -348,7 +348,7 @@ async fn a_lost_connection_during_a_backlog_loses_and_duplicates_nothing() {
         ..WorkerOptions::default()
     };
     // First pass: 4 sets over one connection; then the broker drops it.
-    let n = deliver_due(store.as_ref(), &d, &policy, &opts, now)
+    let n = deliver_due(store.clone(), d.clone(), &policy, &opts, now)
         .await
         .unwrap();
     assert_eq!(n, 4);
@@ -357,7 +357,7 @@ async fn a_lost_connection_during_a_backlog_loses_and_duplicates_nothing() {
     let mut at = now;
     for _ in 0..10 {
         at += time::Duration::hours(1);
-        if deliver_due(store.as_ref(), &d, &policy, &opts, at)
+        if deliver_due(store.clone(), d.clone(), &policy, &opts, at)
             .await
             .unwrap()
             == 0

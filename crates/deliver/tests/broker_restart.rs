@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::node::PrivateNode;
@@ -57,7 +58,7 @@ async fn a_broker_restart_mid_backlog_loses_nothing_and_delivers_each_message_on
         conn.close(200, "setup done").await.unwrap();
     }
 
-    let store = SqliteStore::open_in_memory().unwrap();
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
     let now = OffsetDateTime::now_utc();
     let mut expected: HashMap<Uuid, Vec<Notification>> = HashMap::new();
     for _ in 0..SETS {
@@ -79,7 +80,7 @@ async fn a_broker_restart_mid_backlog_loses_nothing_and_delivers_each_message_on
     let mut cfg = AmqpConfig::new(vec![node.uri()], QUEUE, BrokerMode::Direct { rollup: 10 });
     cfg.connect_timeout = Duration::from_secs(3);
     cfg.timeout = Duration::from_secs(15);
-    let d = AmqpDeliverer::new(cfg).unwrap();
+    let d = Arc::new(AmqpDeliverer::new(cfg).unwrap());
     let policy = RetryPolicy {
         jitter: Jitter::None,
         ..RetryPolicy::default()
@@ -91,11 +92,15 @@ async fn a_broker_restart_mid_backlog_loses_nothing_and_delivers_each_message_on
     };
 
     // 1. Four sets delivered over the live connection.
-    let n = deliver_due(&store, &d, &policy, &opts, now).await.unwrap();
+    let n = deliver_due(store.clone(), d.clone(), &policy, &opts, now)
+        .await
+        .unwrap();
     assert_eq!(n, 4);
     // 2. The node goes down: the next batch fails (recorded, to be retried), nothing panics.
     tokio::task::block_in_place(|| node.stop());
-    let n = deliver_due(&store, &d, &policy, &opts, now).await.unwrap();
+    let n = deliver_due(store.clone(), d.clone(), &policy, &opts, now)
+        .await
+        .unwrap();
     assert_eq!(n, 4, "the next batch is attempted");
     let failed: Vec<Uuid> = {
         let mut v = Vec::new();
@@ -118,7 +123,11 @@ async fn a_broker_restart_mid_backlog_loses_nothing_and_delivers_each_message_on
     let mut at = now;
     for _ in 0..20 {
         at += time::Duration::hours(1);
-        if deliver_due(&store, &d, &policy, &opts, at).await.unwrap() == 0 {
+        if deliver_due(store.clone(), d.clone(), &policy, &opts, at)
+            .await
+            .unwrap()
+            == 0
+        {
             break;
         }
     }

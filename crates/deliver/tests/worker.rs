@@ -169,7 +169,7 @@ async fn webhook_success_is_recorded_once() {
     let now = OffsetDateTime::now_utc();
     let id = new_set(&store, "webhook", entries_from_real_report(&data), now).await;
 
-    let n = deliver_due(store.as_ref(), d.as_ref(), &policy(), &opts(), now)
+    let n = deliver_due(store.clone(), d.clone(), &policy(), &opts(), now)
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -195,7 +195,7 @@ async fn webhook_success_is_recorded_once() {
     // Nothing is due any more: no second delivery, even much later.
     let later = now + Duration::from_secs(86_400);
     assert_eq!(
-        deliver_due(store.as_ref(), d.as_ref(), &policy(), &opts(), later)
+        deliver_due(store.clone(), d.clone(), &policy(), &opts(), later)
             .await
             .unwrap(),
         0
@@ -213,7 +213,7 @@ async fn failure_backs_off_honours_retry_after_then_succeeds() {
     let id = new_set(&store, "webhook", entries_from_real_report(&data), now).await;
 
     assert_eq!(
-        deliver_due(store.as_ref(), d.as_ref(), &policy(), &opts(), now)
+        deliver_due(store.clone(), d.clone(), &policy(), &opts(), now)
             .await
             .unwrap(),
         1
@@ -249,7 +249,7 @@ async fn failure_backs_off_honours_retry_after_then_succeeds() {
     // Not due before retry_at.
     let before = now + Duration::from_secs(300);
     assert_eq!(
-        deliver_due(store.as_ref(), d.as_ref(), &policy(), &opts(), before)
+        deliver_due(store.clone(), d.clone(), &policy(), &opts(), before)
             .await
             .unwrap(),
         0
@@ -258,7 +258,7 @@ async fn failure_backs_off_honours_retry_after_then_succeeds() {
     h.status.store(200, Ordering::SeqCst);
     let after = retry_at + Duration::from_secs(1);
     assert_eq!(
-        deliver_due(store.as_ref(), d.as_ref(), &policy(), &opts(), after)
+        deliver_due(store.clone(), d.clone(), &policy(), &opts(), after)
             .await
             .unwrap(),
         1
@@ -286,15 +286,9 @@ async fn old_sets_and_permanent_failures_become_dead_letters() {
         now - Duration::from_secs(8 * 86_400),
     )
     .await;
-    deliver_due(
-        store.as_ref(),
-        webhook(&url500).as_ref(),
-        &policy(),
-        &opts(),
-        now,
-    )
-    .await
-    .unwrap();
+    deliver_due(store.clone(), webhook(&url500), &policy(), &opts(), now)
+        .await
+        .unwrap();
     let a = store.attempts(old).await.unwrap();
     assert!(matches!(
         a[0].outcome,
@@ -309,15 +303,9 @@ async fn old_sets_and_permanent_failures_become_dead_letters() {
     // A fresh set whose receiver answers 410 Gone.
     let (_h410, url410) = hook(410).await;
     let gone = new_set(&store, "webhook", entries_from_real_report(&data), now).await;
-    deliver_due(
-        store.as_ref(),
-        webhook(&url410).as_ref(),
-        &policy(),
-        &opts(),
-        now,
-    )
-    .await
-    .unwrap();
+    deliver_due(store.clone(), webhook(&url410), &policy(), &opts(), now)
+        .await
+        .unwrap();
     let info = store.notification_set(gone).await.unwrap().unwrap();
     assert_eq!(receipt_status(&info, "webhook"), ReceiptStatus::DeadLetter);
 
@@ -325,15 +313,9 @@ async fn old_sets_and_permanent_failures_become_dead_letters() {
     let (h200, url200) = hook(200).await;
     let far = now + Duration::from_secs(30 * 86_400);
     assert_eq!(
-        deliver_due(
-            store.as_ref(),
-            webhook(&url200).as_ref(),
-            &policy(),
-            &opts(),
-            far
-        )
-        .await
-        .unwrap(),
+        deliver_due(store.clone(), webhook(&url200), &policy(), &opts(), far)
+            .await
+            .unwrap(),
         0
     );
     assert!(h200.bodies.lock().unwrap().is_empty());
@@ -380,16 +362,16 @@ async fn direct_mode_gets_every_entry_in_order_and_deletes() {
         entries.len()
     );
     let id = new_set(&store, "direct", entries.clone(), now).await;
-    let d = Direct {
+    let d = Arc::new(Direct {
         got: Mutex::default(),
-    };
+    });
     // Small pages, so that loading takes many round trips.
     let o = WorkerOptions {
         page_size: 7,
         ..opts()
     };
     assert_eq!(
-        deliver_due(store.as_ref(), &d, &policy(), &o, now)
+        deliver_due(store.clone(), d.clone(), &policy(), &o, now)
             .await
             .unwrap(),
         1
@@ -440,11 +422,11 @@ async fn concurrency_is_bounded_and_each_set_goes_once() {
     for _ in 0..20 {
         ids.insert(new_set(&store, "slow", entries[..3].to_vec(), now).await);
     }
-    let d = Slow {
+    let d = Arc::new(Slow {
         in_flight: AtomicUsize::new(0),
         peak: AtomicUsize::new(0),
         seen: Mutex::default(),
-    };
+    });
     let o = WorkerOptions {
         batch: 8,
         concurrency: 3,
@@ -452,7 +434,7 @@ async fn concurrency_is_bounded_and_each_set_goes_once() {
     };
     let mut total = 0;
     for _ in 0..10 {
-        let n = deliver_due(store.as_ref(), &d, &policy(), &o, now)
+        let n = deliver_due(store.clone(), d.clone(), &policy(), &o, now)
             .await
             .unwrap();
         assert!(n <= 8);
@@ -467,6 +449,91 @@ async fn concurrency_is_bounded_and_each_set_goes_once() {
     assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), ids);
     let peak = d.peak.load(Ordering::SeqCst);
     assert!((2..=3).contains(&peak), "peak in flight {peak}");
+}
+
+/// Takes `pause` per delivery, one at a time.
+struct Plodding {
+    pause: Duration,
+    seen: Mutex<Vec<Uuid>>,
+}
+
+#[async_trait]
+impl Deliverer for Plodding {
+    fn channel(&self) -> &str {
+        "plodding"
+    }
+    async fn deliver(&self, set: &SetToDeliver) -> DeliveryResult {
+        tokio::time::sleep(self.pause).await;
+        self.seen.lock().unwrap().push(set.id);
+        DeliveryResult::Delivered { status: None }
+    }
+}
+
+#[tokio::test]
+async fn claimed_sets_that_cannot_start_in_time_are_left_to_their_leases() {
+    let Some(data) = shared_data() else { return };
+    let store = store().await;
+    let now = OffsetDateTime::now_utc();
+    let entries = entries_from_real_report(&data);
+    let mut ids = HashSet::new();
+    for _ in 0..4 {
+        ids.insert(new_set(&store, "plodding", entries[..2].to_vec(), now).await);
+    }
+    let d = Arc::new(Plodding {
+        pause: Duration::from_millis(600),
+        seen: Mutex::default(),
+    });
+    // One slot and a start window of 1 s: the first two sets start at 0 and 0.6 s, the third
+    // could only start at 1.2 s, after its window, so it and the fourth are not attempted.
+    let o = WorkerOptions {
+        concurrency: 1,
+        lease: Duration::from_millis(2200),
+        timeout: Duration::from_millis(200),
+        ..opts()
+    };
+    assert_eq!(o.start_window(), Duration::from_secs(1));
+    assert_eq!(
+        deliver_due(store.clone(), d.clone(), &policy(), &o, now)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(d.seen.lock().unwrap().len(), 2);
+    // Their leases still hold, so nobody else can have them yet.
+    assert_eq!(
+        deliver_due(store.clone(), d.clone(), &policy(), &o, now)
+            .await
+            .unwrap(),
+        0
+    );
+    // Once the leases have expired, the two are delivered, and no set twice.
+    let later = now + Duration::from_secs(5);
+    assert_eq!(
+        deliver_due(store.clone(), d.clone(), &policy(), &o, later)
+            .await
+            .unwrap(),
+        2
+    );
+    let seen = d.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "no set delivered twice");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), ids);
+    for id in ids {
+        let info = store.notification_set(id).await.unwrap().unwrap();
+        assert_eq!(receipt_status(&info, "plodding"), ReceiptStatus::Delivered);
+        assert_eq!(store.attempts(id).await.unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn the_lease_must_outlast_the_timeout() {
+    let o = WorkerOptions {
+        lease: Duration::from_secs(30),
+        timeout: Duration::from_secs(30),
+        ..WorkerOptions::default()
+    };
+    let e = o.validate().unwrap_err().to_string();
+    assert!(e.contains("lease") && e.contains("timeout"), "{e}");
+    assert!(WorkerOptions::default().validate().is_ok());
 }
 
 /// Loses its lease while delivering: another worker claims the set once the lease has expired.
@@ -499,15 +566,16 @@ async fn a_lost_lease_is_not_fatal() {
     let id = new_set(&store, "stolen", entries_from_real_report(&data), now).await;
     let o = WorkerOptions {
         lease: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
         ..opts()
     };
-    let d = Stolen {
+    let d = Arc::new(Stolen {
         store: store.clone(),
         steal_at: now + Duration::from_secs(11),
-    };
+    });
     // The attempt happened (counted), recording it found the lease gone: logged, not an error.
     assert_eq!(
-        deliver_due(store.as_ref(), &d, &policy(), &o, now)
+        deliver_due(store.clone(), d.clone(), &policy(), &o, now)
             .await
             .unwrap(),
         1
@@ -717,25 +785,13 @@ fn attempts_are_counted_by_channel_and_outcome() {
             for _ in 0..2 {
                 new_set(&store, "webhook", entries_from_real_report(&data), now).await;
             }
-            deliver_due(
-                store.as_ref(),
-                webhook(&ok_url).as_ref(),
-                &policy(),
-                &opts(),
-                now,
-            )
-            .await
-            .unwrap();
+            deliver_due(store.clone(), webhook(&ok_url), &policy(), &opts(), now)
+                .await
+                .unwrap();
             new_set(&store, "webhook", entries_from_real_report(&data), now).await;
-            deliver_due(
-                store.as_ref(),
-                webhook(&bad_url).as_ref(),
-                &policy(),
-                &opts(),
-                now,
-            )
-            .await
-            .unwrap();
+            deliver_due(store.clone(), webhook(&bad_url), &policy(), &opts(), now)
+                .await
+                .unwrap();
         })
     });
     let counters = metrics_capture::Capture::snapshot(&capture.counters);

@@ -349,6 +349,7 @@ pub(crate) fn delivery_settings(cfg: &Config) -> (RetryPolicy, WorkerOptions) {
         },
         WorkerOptions {
             lease: d.lease,
+            timeout: d.timeout,
             concurrency: d.workers.get(),
             ..WorkerOptions::default()
         },
