@@ -220,6 +220,7 @@ async fn pass(
         policy: policy.clone(),
         page_size: opts.page_size,
         pass_time: now,
+        meters: Meters::new(channel),
     });
     let store = store.as_ref();
     let clock = Instant::now();
@@ -398,6 +399,29 @@ struct Shared {
     policy: RetryPolicy,
     page_size: usize,
     pass_time: OffsetDateTime,
+    meters: Meters,
+}
+
+/// The channel's metric handles, looked up once per pass rather than once per delivery.
+struct Meters {
+    delivered: metrics::Counter,
+    delivered_and_deleted: metrics::Counter,
+    failed: metrics::Counter,
+    dead_letter: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl Meters {
+    fn new(channel: &str) -> Meters {
+        let attempts = |outcome: &'static str| metrics::counter!(METRIC_ATTEMPTS, "channel" => channel.to_owned(), "outcome" => outcome);
+        Meters {
+            delivered: attempts("delivered"),
+            delivered_and_deleted: attempts("delivered_and_deleted"),
+            failed: attempts("failed"),
+            dead_letter: attempts("dead_letter"),
+            seconds: metrics::histogram!(METRIC_SECONDS, "channel" => channel.to_owned()),
+        }
+    }
 }
 
 /// Delivers one claimed set; `None` when there was nothing to deliver.
@@ -412,6 +436,7 @@ async fn deliver_one(
         policy,
         page_size,
         pass_time,
+        meters,
     } = shared.as_ref();
     let channel = deliverer.channel();
     let set_id = task.set_id;
@@ -441,11 +466,11 @@ async fn deliver_one(
     let ended = at + took;
 
     let attempts = task.attempts.saturating_add(1);
-    let (outcome, label, error_text) = match &result {
-        DeliveryResult::Delivered { .. } => (AttemptOutcome::Delivered, "delivered", None),
+    let (outcome, counter, error_text) = match &result {
+        DeliveryResult::Delivered { .. } => (AttemptOutcome::Delivered, &meters.delivered, None),
         DeliveryResult::DeliveredAndDeleted { .. } => (
             AttemptOutcome::DeliveredAndDeleted,
-            "delivered_and_deleted",
+            &meters.delivered_and_deleted,
             None,
         ),
         DeliveryResult::Failed {
@@ -456,17 +481,20 @@ async fn deliver_one(
         } => {
             let delay = policy.next_delay(attempts, *retry_after, &mut rand::thread_rng());
             let dead_letter = policy.is_dead_letter(task.created_at, ended, *permanent);
-            let label = if dead_letter { "dead_letter" } else { "failed" };
+            let counter = if dead_letter {
+                &meters.dead_letter
+            } else {
+                &meters.failed
+            };
             let outcome = AttemptOutcome::Failed {
                 retry_at: ended + delay,
                 dead_letter,
             };
-            (outcome, label, Some(error.clone()))
+            (outcome, counter, Some(error.clone()))
         }
     };
-    metrics::counter!(METRIC_ATTEMPTS, "channel" => channel.to_owned(), "outcome" => label)
-        .increment(1);
-    metrics::histogram!(METRIC_SECONDS, "channel" => channel.to_owned()).record(took.as_secs_f64());
+    counter.increment(1);
+    meters.seconds.record(took.as_secs_f64());
 
     let attempt = Attempt {
         set_id,
