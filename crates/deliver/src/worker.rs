@@ -123,8 +123,8 @@ impl WorkerOptions {
 /// `error_pause`. A pass that filled its batch is followed at once by another; otherwise the
 /// worker sleeps for `poll_interval` or until `wake` is notified (producers call
 /// [`Notify::notify_one`] after committing a set, so a notification sent mid-pass is not lost;
-/// give each worker its own `Notify`). A pass in progress at shutdown is finished, since every
-/// delivery is bounded by the channel's timeout.
+/// give each worker its own `Notify`). At shutdown, the pass in progress claims nothing more and
+/// finishes the sets it holds (at most two claims' worth), each bounded by the channel's timeout.
 pub async fn run(
     store: Arc<dyn Store>,
     deliverer: Arc<dyn Deliverer>,
@@ -212,8 +212,7 @@ async fn pass(
 
     let channel = deliverer.channel();
     // Each delivery is a task of its own, so that building requests and reading responses
-    // spread over the runtime's threads instead of sharing this one task (on two cores, a
-    // single task polling every delivery held the webhook to half the plain client's rate).
+    // spread over the runtime's threads instead of sharing the one task that runs the pass.
     let shared = Arc::new(Shared {
         store: Arc::clone(store),
         deliverer: Arc::clone(deliverer),
