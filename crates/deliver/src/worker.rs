@@ -23,6 +23,7 @@
 //!   `delivered_and_deleted`, `failed`, `dead_letter`;
 //! - histogram `tocsin_delivery_seconds{channel}`: the duration of each delivery call.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -211,8 +212,6 @@ async fn pass(
     use futures::future::{BoxFuture, FutureExt as _, OptionFuture};
 
     let channel = deliverer.channel();
-    // Each delivery is a task of its own, so that building requests and reading responses
-    // spread over the runtime's threads instead of sharing the one task that runs the pass.
     let shared = Arc::new(Shared {
         store: Arc::clone(store),
         deliverer: Arc::clone(deliverer),
@@ -223,20 +222,52 @@ async fn pass(
     });
     let store = store.as_ref();
     let clock = Instant::now();
-    // A claim is made whenever fewer than a claim's worth of sets are queued, so the slots never
-    // wait for the store; at most two claims' worth (32 per slot) is queued. A claimed set starts
-    // only inside its start window, which leaves room in its lease for the delivery and as much
-    // again: when deliveries slow down so much that queued sets miss it, they are left for their
-    // leases to expire (another worker, or a later pass, claims them) and this pass claims no
-    // more, so a set is never delivered after its lease could have passed to someone else.
+    // A claim is made whenever fewer than a claim's worth of sets wait for a slot, so the slots
+    // never wait for the store; at most two claims' worth (32 per slot) waits. A claimed set
+    // starts only inside its start window, which leaves room in its lease for the delivery and
+    // as much again: when deliveries slow down so much that waiting sets miss it, they are left
+    // for their leases to expire (another worker, or a later pass, claims them) and this pass
+    // claims no more, so a set is never delivered after its lease could have passed to someone
+    // else.
     let claim_size = opts.concurrency.saturating_mul(16).min(opts.batch).max(1);
     let chunk = claim_size.min(RECORD_CHUNK);
     let window = opts.start_window();
-    let mut queue: std::collections::VecDeque<(DeliveryTask, Instant)> =
-        std::collections::VecDeque::new();
+    // `concurrency` slot tasks each take the next claimed set and deliver it, like the tasks of a
+    // plain load loop: a freed slot starts its next delivery itself, on whichever runtime thread
+    // it runs, without a round trip through this task.
+    let (work, queue) = tokio::sync::mpsc::unbounded_channel::<(DeliveryTask, Instant)>();
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let (done, mut results) = tokio::sync::mpsc::unbounded_channel::<SlotResult>();
+    let mut slots = tokio::task::JoinSet::new();
+    for _ in 0..opts.concurrency {
+        let (shared, queue, done) = (Arc::clone(&shared), Arc::clone(&queue), done.clone());
+        slots.spawn(async move {
+            loop {
+                let next = queue.lock().await.recv().await;
+                let Some((task, claimed)) = next else { break };
+                let result = if claimed.elapsed() > window {
+                    SlotResult::Missed
+                } else {
+                    let set = task.set_id;
+                    match AssertUnwindSafe(deliver_one(Arc::clone(&shared), task, clock))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(Ok(made)) => SlotResult::Done(made),
+                        Ok(Err(e)) => SlotResult::Failed(e),
+                        Err(_) => SlotResult::Panicked(set),
+                    }
+                };
+                if done.send(result).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(done);
+    // Sets handed to the slots whose result has not come back.
+    let mut outstanding = 0usize;
     let mut missed = 0usize;
-    let mut in_flight: tokio::task::JoinSet<Result<Option<Made>, StoreError>> =
-        tokio::task::JoinSet::new();
     // The next claim and the previous chunk's record run beside the deliveries in flight: a
     // store transaction never leaves the delivery slots idle (an SQLite write costs about as
     // much as a local webhook call).
@@ -249,20 +280,12 @@ async fn pass(
     let mut finished: Vec<Made> = Vec::new();
     let mut first_error: Option<StoreError> = None;
     loop {
-        while in_flight.len() < opts.concurrency {
-            match queue.pop_front() {
-                Some((t, claimed)) if claimed.elapsed() <= window => {
-                    in_flight.spawn(deliver_one(Arc::clone(&shared), t, clock));
-                }
-                Some(_) => {
-                    missed += 1;
-                    claiming = false;
-                }
-                None => break,
-            }
-        }
-        // Claim ahead while the queue runs low, so the slots have work when they free up.
-        if claim.is_none() && claiming && first_error.is_none() && queue.len() < claim_size {
+        // Claim ahead while few sets wait, so the slots have work when they free up.
+        if claim.is_none()
+            && claiming
+            && first_error.is_none()
+            && outstanding < claim_size + opts.concurrency
+        {
             asked = claim_size.min(opts.batch.saturating_sub(stats.claimed));
             let at = now + clock.elapsed();
             claim = Some(
@@ -271,7 +294,7 @@ async fn pass(
                     .boxed(),
             );
         }
-        let idle = in_flight.is_empty() && claim.is_none();
+        let idle = outstanding == 0 && claim.is_none();
         if recording.is_none() && !finished.is_empty() && (finished.len() >= chunk || idle) {
             // A crash before a chunk is recorded leaves its sets to be delivered again once
             // their leases expire (at-least-once), as a crash during a delivery would.
@@ -282,19 +305,26 @@ async fn pass(
             break;
         }
         tokio::select! {
-            // Shutting down: what is claimed is still delivered (bounded by the queue), nothing
-            // more is claimed.
+            // Shutting down: what is claimed is still delivered (at most two claims' worth),
+            // nothing more is claimed.
             _ = shutdown.cancelled(), if claiming => claiming = false,
-            Some(r) = in_flight.join_next(), if !in_flight.is_empty() => match r {
-                Ok(Ok(Some(m))) => finished.push(m),
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(e) => {
-                    // A panicking deliverer: its set stays leased and is retried once the lease
-                    // ends; the pass goes on with the others.
-                    error!(%channel, error = %e, "a delivery task failed; its set is retried after its lease");
+            Some(r) = results.recv(), if outstanding > 0 => {
+                outstanding -= 1;
+                match r {
+                    SlotResult::Done(Some(m)) => finished.push(m),
+                    SlotResult::Done(None) => {}
+                    SlotResult::Missed => {
+                        missed += 1;
+                        claiming = false;
+                    }
+                    SlotResult::Failed(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                    SlotResult::Panicked(set) => {
+                        // Its set stays leased and is retried once the lease ends; the pass
+                        // goes on with the others.
+                        error!(%channel, %set, "a delivery panicked; the set is retried after its lease");
+                    }
                 }
             },
             Some(r) = OptionFuture::from(claim.as_mut()), if claim.is_some() => {
@@ -307,7 +337,12 @@ async fn pass(
                             debug!(%channel, claimed = v.len(), "claimed deliveries");
                         }
                         let claimed = Instant::now();
-                        queue.extend(v.into_iter().map(|t| (t, claimed)));
+                        for t in v {
+                            // The slots outlive this loop, so the queue is open.
+                            if work.send((t, claimed)).is_ok() {
+                                outstanding += 1;
+                            }
+                        }
                     }
                     Err(e) => {
                         claiming = false;
@@ -321,6 +356,8 @@ async fn pass(
             },
         }
     }
+    drop(work);
+    while slots.join_next().await.is_some() {}
     if missed > 0 {
         warn!(%channel, sets = missed, window = ?window, "claimed sets did not start within their lease's start window; they are delivered once their leases expire");
     }
@@ -329,6 +366,18 @@ async fn pass(
         Some(e) => Err(e.into()),
         None => Ok(stats),
     }
+}
+
+/// What a slot reports for each set it was handed.
+enum SlotResult {
+    /// Delivered (or failed) and waiting to be recorded; `None` when there was nothing to do.
+    Done(Option<Made>),
+    /// Not started: its start window had passed.
+    Missed,
+    /// The store failed while preparing the delivery.
+    Failed(StoreError),
+    /// The deliverer panicked.
+    Panicked(Uuid),
 }
 
 /// Finished deliveries and what recording them in one store call returned.

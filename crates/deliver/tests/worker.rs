@@ -524,6 +524,63 @@ async fn claimed_sets_that_cannot_start_in_time_are_left_to_their_leases() {
     }
 }
 
+/// Panics on its first delivery, then delivers.
+struct PanicsOnce {
+    calls: AtomicUsize,
+    seen: Mutex<Vec<Uuid>>,
+}
+
+#[async_trait]
+impl Deliverer for PanicsOnce {
+    fn channel(&self) -> &str {
+        "panicky"
+    }
+    async fn deliver(&self, set: &SetToDeliver) -> DeliveryResult {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("deliverer bug");
+        }
+        self.seen.lock().unwrap().push(set.id);
+        DeliveryResult::Delivered { status: None }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_delivery_loses_nothing_and_stops_nothing() {
+    let Some(data) = shared_data() else { return };
+    let store = store().await;
+    let now = OffsetDateTime::now_utc();
+    let entries = entries_from_real_report(&data);
+    let mut ids = HashSet::new();
+    for _ in 0..3 {
+        ids.insert(new_set(&store, "panicky", entries[..1].to_vec(), now).await);
+    }
+    let d = Arc::new(PanicsOnce {
+        calls: AtomicUsize::new(0),
+        seen: Mutex::default(),
+    });
+    let o = WorkerOptions {
+        concurrency: 1,
+        ..opts()
+    };
+    // The pass goes on after the panic: the other two are delivered and recorded.
+    assert_eq!(
+        deliver_due(store.clone(), d.clone(), &policy(), &o, now)
+            .await
+            .unwrap(),
+        2
+    );
+    // The set whose delivery panicked is still leased, then delivered once its lease ends.
+    let later = now + o.lease + Duration::from_secs(1);
+    assert_eq!(
+        deliver_due(store.clone(), d.clone(), &policy(), &o, later)
+            .await
+            .unwrap(),
+        1
+    );
+    let seen = d.seen.lock().unwrap().clone();
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), ids);
+}
+
 #[test]
 fn the_lease_must_outlast_the_timeout() {
     let o = WorkerOptions {
