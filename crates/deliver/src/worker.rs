@@ -253,7 +253,7 @@ async fn pass(
                         .catch_unwind()
                         .await
                     {
-                        Ok(Ok(made)) => SlotResult::Done(made),
+                        Ok(Ok(made)) => SlotResult::Done(made.map(Box::new)),
                         Ok(Err(e)) => SlotResult::Failed(e),
                         Err(_) => SlotResult::Panicked(set),
                     }
@@ -311,7 +311,7 @@ async fn pass(
             Some(r) = results.recv(), if outstanding > 0 => {
                 outstanding -= 1;
                 match r {
-                    SlotResult::Done(Some(m)) => finished.push(m),
+                    SlotResult::Done(Some(m)) => finished.push(*m),
                     SlotResult::Done(None) => {}
                     SlotResult::Missed => {
                         missed += 1;
@@ -371,7 +371,7 @@ async fn pass(
 /// What a slot reports for each set it was handed.
 enum SlotResult {
     /// Delivered (or failed) and waiting to be recorded; `None` when there was nothing to do.
-    Done(Option<Made>),
+    Done(Option<Box<Made>>),
     /// Not started: its start window had passed.
     Missed,
     /// The store failed while preparing the delivery.
