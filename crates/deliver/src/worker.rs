@@ -125,7 +125,8 @@ impl WorkerOptions {
 /// worker sleeps for `poll_interval` or until `wake` is notified (producers call
 /// [`Notify::notify_one`] after committing a set, so a notification sent mid-pass is not lost;
 /// give each worker its own `Notify`). At shutdown, the pass in progress claims nothing more and
-/// finishes the sets it holds (at most two claims' worth), each bounded by the channel's timeout.
+/// finishes the sets it holds that can still start inside their start window: shutdown waits at
+/// most that window plus one delivery timeout.
 pub async fn run(
     store: Arc<dyn Store>,
     deliverer: Arc<dyn Deliverer>,
@@ -223,13 +224,13 @@ async fn pass(
     let store = store.as_ref();
     let clock = Instant::now();
     // A claim is made whenever fewer than a claim's worth of sets wait for a slot, so the slots
-    // never wait for the store; at most two claims' worth (32 per slot) waits. A claimed set
+    // never wait for the store; at most two claims' worth (64 per slot) waits. A claimed set
     // starts only inside its start window, which leaves room in its lease for the delivery and
     // as much again: when deliveries slow down so much that waiting sets miss it, they are left
     // for their leases to expire (another worker, or a later pass, claims them) and this pass
     // claims no more, so a set is never delivered after its lease could have passed to someone
     // else.
-    let claim_size = opts.concurrency.saturating_mul(16).min(opts.batch).max(1);
+    let claim_size = opts.concurrency.saturating_mul(32).min(opts.batch).max(1);
     let chunk = claim_size.min(RECORD_CHUNK);
     let window = opts.start_window();
     // `concurrency` slot tasks each take the next claimed set and deliver it, like the tasks of a
@@ -430,7 +431,7 @@ impl Recorded {
 }
 
 /// Attempts recorded per store call at most.
-const RECORD_CHUNK: usize = 128;
+const RECORD_CHUNK: usize = 256;
 
 /// A delivery made, waiting to be recorded.
 struct Made {
