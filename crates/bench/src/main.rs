@@ -57,6 +57,20 @@ enum Command {
     },
     /// Broker channel throughput (direct mode) beside the broker's ceiling.
     Brokers(brokers::BrokerArgs),
+    /// The plain HTTP load loop of the webhook workload, in a process of its own (the fleet run
+    /// starts it, so that the loop meets the receiver across processes as tocsin does).
+    #[command(hide = true)]
+    LoadLoop {
+        /// Where to POST.
+        #[arg(long)]
+        url: String,
+        /// POSTs in all.
+        #[arg(long)]
+        posts: usize,
+        /// POSTs in flight.
+        #[arg(long)]
+        concurrency: usize,
+    },
 }
 
 #[tokio::main]
@@ -94,5 +108,10 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Brokers(args) => brokers::run(args).await,
+        Command::LoadLoop {
+            url,
+            posts,
+            concurrency,
+        } => run::load_loop(&reqwest::Client::new(), &url, posts, concurrency).await,
     }
 }
