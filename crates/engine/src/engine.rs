@@ -258,6 +258,9 @@ impl Engine {
         metrics::gauge!("tocsin_index_manifests").set(s.manifests as f64);
         metrics::gauge!("tocsin_index_package_references").set(s.references as f64);
         metrics::gauge!("tocsin_index_bitmap_bytes").set(s.bitmap_bytes as f64);
+        metrics::gauge!("tocsin_index_keys").set(s.keys as f64);
+        metrics::gauge!("tocsin_index_postings").set(s.postings as f64);
+        metrics::gauge!("tocsin_index_posting_list_bytes").set(s.posting_list_bytes as f64);
         if s.references > 0 {
             metrics::gauge!("tocsin_index_bitmap_bytes_per_reference")
                 .set(s.bitmap_bytes as f64 / s.references as f64);

@@ -238,6 +238,17 @@ async fn failed_attempts_are_retried_and_recorded_until_delivered() {
     ] {
         assert_eq!(value(series), Some(want), "{series} in:\n{metrics}");
     }
+    // The index's size figures describe the one manifest: every posting has a key, and the
+    // manifest's posting list takes at least a byte per posting.
+    let keys = value("tocsin_index_keys").unwrap_or(0.0);
+    let postings = value("tocsin_index_postings").unwrap_or(0.0);
+    let list_bytes = value("tocsin_index_posting_list_bytes").unwrap_or(0.0);
+    assert!(keys >= 1.0, "tocsin_index_keys in:\n{metrics}");
+    assert!(postings >= keys, "tocsin_index_postings in:\n{metrics}");
+    assert!(
+        list_bytes >= postings,
+        "tocsin_index_posting_list_bytes in:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
