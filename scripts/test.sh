@@ -8,8 +8,19 @@ if [ ! -d ../shared/data ] && [ -z "${TOCSIN_SHARED_DATA:-}" ]; then
   echo "warning: ../shared/data not found: data-driven tests will skip" >&2
 fi
 
-# Services the tests talk to for real (RabbitMQ with its STOMP plugin …), started when they are
-# not running; see scripts/services.sh.
+# cargo-nextest runs each test in a process of its own (the suite relies on that: global metric
+# recorders, environment variables). Installed once per machine from crates.io, in the background
+# while the services install.
+nextest_log="$(mktemp)"
+nextest_pid=
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== installing cargo-nextest (once per machine; log: $nextest_log)"
+  cargo install cargo-nextest --locked --quiet >"$nextest_log" 2>&1 &
+  nextest_pid=$!
+fi
+
+# Services the tests talk to for real: PostgreSQL, RabbitMQ with its STOMP plugin, NATS with
+# JetStream. Installed from Debian's packages and started when missing; see scripts/services.sh.
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
 ensure_services
@@ -19,11 +30,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-else
-  cargo test --workspace --locked --no-fail-fast
+if [ -n "$nextest_pid" ] && ! wait "$nextest_pid"; then
+  cat "$nextest_log" >&2
+  echo "error: cargo install cargo-nextest failed" >&2
+  exit 1
 fi
+rm -f "$nextest_log"
+cargo nextest run --workspace --locked --no-fail-fast
 echo "== doc tests"
 cargo test --workspace --locked --doc
 echo "== benchmark smoke (N = 10,000; figures are not checked, only that every workload runs)"
