@@ -199,9 +199,10 @@ ensure_nats() {
   local dir=/var/lib/tocsin-test-nats
   as_root mkdir -p "$dir"
   services_log "NATS: starting nats-server with JetStream"
-  # setsid + nohup: the server outlives this script and the test run that started it.
-  as_root setsid nohup nats-server -a 127.0.0.1 -p 4222 -m 8222 -js -sd "$dir" \
-    -l "$dir/nats-server.log" </dev/null >/dev/null 2>&1 &
+  # setsid -f: the server runs in a session of its own, outlives this script and the test run
+  # that started it, and holds none of its output pipes.
+  as_root setsid -f nats-server -a 127.0.0.1 -p 4222 -m 8222 -js -sd "$dir" \
+    -l "$dir/nats-server.log" </dev/null >/dev/null 2>&1
   wait_for_port 4222 30 || services_fail "nats-server did not open 127.0.0.1:4222 (log: $dir/nats-server.log)" || return 1
   local i
   for i in $(seq 1 20); do

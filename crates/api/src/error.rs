@@ -23,6 +23,12 @@ pub enum ApiError {
     /// 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 503: the store is held by another process; retry (with `Retry-After`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 507: the store's disk is full; nothing was written.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 500: the detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -38,6 +44,10 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "bad-request"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad-request")
+            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient-storage")
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         }
@@ -55,7 +65,14 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let body = serde_json::json!({ "code": code, "message": message }).to_string();
-        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut resp =
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if matches!(self, ApiError::Unavailable(_) | ApiError::InsufficientStorage(_)) {
+            // Both clear up by themselves (a lock released, space freed): say when to look again.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("10"));
+        }
+        resp
     }
 }
 
@@ -63,6 +80,14 @@ impl From<tocsin_store::StoreError> for ApiError {
     fn from(e: tocsin_store::StoreError) -> Self {
         match e {
             tocsin_store::StoreError::Invalid(m) => ApiError::BadRequest(m),
+            e @ tocsin_store::StoreError::Busy(_) => {
+                tracing::warn!(error = %e, "store busy");
+                ApiError::Unavailable(e.to_string())
+            }
+            e @ tocsin_store::StoreError::Full(_) => {
+                tracing::warn!(error = %e, "store full");
+                ApiError::InsufficientStorage(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -70,7 +70,24 @@ impl<T, E: Into<PgCause>> PgContext<T> for std::result::Result<T, E> {
     }
 }
 
+/// `Full` for the server's "disk full" and "out of memory" classes (SQLSTATE 53100, 53200): the
+/// transaction was rolled back and the call may be retried once space is back; everything else is
+/// the backend failing.
 fn backend(context: String, cause: PgCause) -> StoreError {
+    if let PgCause::Sql(e) = &cause {
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            if *code == tokio_postgres::error::SqlState::DISK_FULL
+                || *code == tokio_postgres::error::SqlState::OUT_OF_MEMORY
+            {
+                return StoreError::Full(format!(
+                    "{context}: {}; nothing was written, free some space on the database server \
+                     and try again",
+                    describe(e)
+                ));
+            }
+        }
+    }
     StoreError::Backend(Box::new(PgError { context, cause }))
 }
 

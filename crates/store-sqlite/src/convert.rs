@@ -24,13 +24,32 @@ pub(crate) struct SqlError {
 }
 
 /// Maps a SQLite failure: value decoding problems mean the stored data is not what this build
-/// wrote (`Corrupt`); everything else is the backend failing (`Backend`).
+/// wrote (`Corrupt`); a full disk (`Full`) and a lock held by another process past the busy
+/// timeout (`Busy`) are the storage's state, and the call may be retried as is; everything else is
+/// the backend failing (`Backend`). SQLite rolls the statement's transaction back in the first
+/// two cases, so nothing of the call is written.
 fn map(context: String, cause: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
     match cause {
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::InvalidColumnType(..)
         | rusqlite::Error::IntegralValueOutOfRange(..) => {
             StoreError::Corrupt(format!("{context}: {cause}"))
+        }
+        rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::DiskFull => {
+            StoreError::Full(format!(
+                "{context}: the filesystem holding the database is full ({cause}); \
+                 nothing was written, free some space and try again"
+            ))
+        }
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+        {
+            StoreError::Busy(format!(
+                "{context}: the database is locked by another process or connection \
+                 (waited {} s; {cause}); nothing was written, try again",
+                crate::schema::BUSY_TIMEOUT.as_secs()
+            ))
         }
         cause => StoreError::Backend(Box::new(SqlError { context, cause })),
     }

@@ -12,7 +12,7 @@ use tocsin_store::StoreError;
 use crate::convert::{Result, SqlContext};
 
 /// How long a connection waits for another process's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema, one entry per version.
 ///

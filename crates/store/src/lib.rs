@@ -64,9 +64,25 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The storage underneath is out of space (disk full, quota): nothing of the call was
+    /// written, and the same call succeeds once space is freed.
+    #[error("storage full: {0}")]
+    Full(String),
+    /// Another process or connection held the database longer than the store waits: nothing of
+    /// the call was written; retry later.
+    #[error("storage busy: {0}")]
+    Busy(String),
     /// The backend failed (I/O, SQL, connection).
     #[error("storage backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Whether the failure is the storage's state rather than the call (full, busy): callers
+    /// answer "try again later" and background work retries without treating it as a defect.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Full(_) | StoreError::Busy(_))
+    }
 }
 
 /// What [`Store::put_manifest`] did.
