@@ -33,6 +33,8 @@
 //! Like Clair, the exchange is only declared passively, when it is named: tocsin never creates
 //! or changes the consumer's topology, and a missing exchange is reported as such.
 
+pub mod uri;
+
 use std::sync::Arc;
 use std::time::Duration;
 
