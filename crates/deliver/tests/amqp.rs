@@ -403,3 +403,214 @@ async fn a_lost_connection_during_a_backlog_loses_and_duplicates_nothing() {
     }
     cleanup(&ch, &ex).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Broker URIs as Clair writes them (amqp091-go's `ParseURI` rules), against the real broker.
+
+/// Builds a deliverer for `uri` that publishes to `queue` through the default exchange, checks
+/// it at start-up and delivers one set, read back from `queue` over `ch`.
+async fn delivers_through(uri: &str, ch: &lapin::Channel, queue: &str) {
+    let cb = Callback::new("http://tocsin.local/notifier/api/v1/notification");
+    let mut cfg = AmqpConfig::new(vec![uri.into()], queue, BrokerMode::Callback(cb.clone()));
+    cfg.timeout = Duration::from_secs(15);
+    cfg.connect_timeout = Duration::from_secs(5);
+    let d = AmqpDeliverer::new(cfg).unwrap_or_else(|e| panic!("{uri}: {e}"));
+    if let Err(e) = d.health_check().await {
+        panic!("{uri}: the start-up check failed: {e}");
+    }
+    let s = set(None);
+    let r = d.deliver(&s).await;
+    assert_eq!(r, DeliveryResult::Delivered { status: None }, "{uri}");
+    let got = drain(ch, queue, Duration::from_millis(300)).await;
+    assert_eq!(got.len(), 1, "{uri}: one message in the queue");
+    assert_eq!(got[0].0, cb.body(s.id), "{uri}");
+}
+
+/// Delivers through each URI to a fresh queue in the default vhost `/`.
+async fn reaches_the_default_vhost(uris: &[&str]) {
+    let conn = amqp_connection().await;
+    let ch = conn.create_channel().await.unwrap();
+    let queue = bound_queue(&ch, "amq.direct", "unused").await;
+    for uri in uris {
+        delivers_through(uri, &ch, &queue).await;
+    }
+}
+
+#[tokio::test]
+async fn a_trailing_slash_is_the_default_vhost_as_in_clair() {
+    if !broker(5672, "RabbitMQ (AMQP)") {
+        return;
+    }
+    // The form of Clair's sample configs and CI: amqp091-go reads a path of "/" as vhost "/".
+    reaches_the_default_vhost(&["amqp://guest:guest@127.0.0.1:5672/"]).await;
+}
+
+#[tokio::test]
+async fn no_path_and_an_encoded_slash_are_the_default_vhost() {
+    if !broker(5672, "RabbitMQ (AMQP)") {
+        return;
+    }
+    reaches_the_default_vhost(&[
+        "amqp://guest:guest@127.0.0.1:5672",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "amqp://guest:guest@127.0.0.1:5672/%2F",
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn missing_userinfo_and_port_default_to_guest_and_5672() {
+    if !broker(5672, "RabbitMQ (AMQP)") {
+        return;
+    }
+    // guest/guest, port 5672; the scheme is case-insensitive as in Go's net/url.
+    reaches_the_default_vhost(&["amqp://127.0.0.1", "AMQP://guest@127.0.0.1/"]).await;
+}
+
+#[tokio::test]
+async fn an_ipv6_host_in_brackets_reaches_the_broker() {
+    if !broker(5672, "RabbitMQ (AMQP)") {
+        return;
+    }
+    if std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5672)),
+        Duration::from_secs(2),
+    )
+    .is_err()
+    {
+        eprintln!("skipping: the broker does not listen on [::1]:5672");
+        return;
+    }
+    reaches_the_default_vhost(&["amqp://guest:guest@[::1]:5672/", "amqp://[::1]"]).await;
+}
+
+/// `rabbitmqctl` with `args`, or why it failed.
+fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .map_err(|e| format!("rabbitmqctl cannot be run: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "rabbitmqctl {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A vhost of the shared broker made for one test, with full permissions for `guest`; deleted
+/// when dropped (the test passed or panicked).
+struct TestVhost(String);
+
+impl TestVhost {
+    /// `None` (test skipped) when rabbitmqctl cannot manage the broker, outside CI.
+    fn create(name: String) -> Option<TestVhost> {
+        let made = rabbitmqctl(&["add_vhost", &name]).map(|()| TestVhost(name));
+        let made = made.and_then(|v| {
+            rabbitmqctl(&["set_permissions", "-p", &v.0, "guest", ".*", ".*", ".*"]).map(|()| v)
+        });
+        match made {
+            Ok(v) => Some(v),
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{e}"),
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.0]) {
+            eprintln!("cleaning up: {e}");
+        }
+    }
+}
+
+/// A consumer-side connection to `vhost` (lapin's own parser handles a non-empty path).
+async fn connection_to(vhost_path: &str) -> lapin::Connection {
+    let props = lapin::ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio::current());
+    lapin::Connection::connect(
+        &format!("amqp://guest:guest@127.0.0.1:5672/{vhost_path}"),
+        props,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_named_vhost_and_one_with_an_encoded_slash_are_reached() {
+    if !broker(5672, "RabbitMQ (AMQP)") {
+        return;
+    }
+    let id = Uuid::new_v4();
+    // `/name` is the vhost `name`; `/a%2Fb` is the vhost `a/b`.
+    for (name, path) in [
+        (format!("tocsin-test-{id}"), format!("tocsin-test-{id}")),
+        (format!("tocsin-test/{id}"), format!("tocsin-test%2F{id}")),
+    ] {
+        let Some(vhost) = TestVhost::create(name) else {
+            return;
+        };
+        let conn = connection_to(&path).await;
+        let ch = conn.create_channel().await.unwrap();
+        let queue = bound_queue(&ch, "amq.direct", "unused").await;
+        delivers_through(
+            &format!("amqp://guest:guest@127.0.0.1:5672/{path}"),
+            &ch,
+            &queue,
+        )
+        .await;
+        // The queue lives in that vhost, not in `/`.
+        let root = amqp_connection().await.create_channel().await.unwrap();
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        assert!(
+            root.queue_declare(&queue, passive, FieldTable::default())
+                .await
+                .is_err(),
+            "queue {queue} of vhost {:?} is not in /",
+            vhost.0
+        );
+        conn.close(200, "done").await.unwrap();
+        drop(vhost);
+    }
+}
+
+#[tokio::test]
+async fn a_missing_vhost_is_a_clear_start_up_error() {
+    if !broker(5672, "RabbitMQ (AMQP)") {
+        return;
+    }
+    let missing = format!("tocsin-missing-{}", Uuid::new_v4());
+    let mut cfg = AmqpConfig::new(
+        vec![format!("amqp://guest:guest@127.0.0.1:5672/{missing}")],
+        "q",
+        BrokerMode::Callback(Callback::new("http://x/n")),
+    );
+    cfg.connect_timeout = Duration::from_secs(5);
+    let d = AmqpDeliverer::new(cfg).unwrap();
+    match d.health_check().await {
+        Err(DeliverError::Unhealthy { message, .. }) => {
+            assert!(
+                message.contains(&format!("vhost \"{missing}\"")) && message.contains("not found"),
+                "the error names the vhost: {message}"
+            );
+            assert!(
+                !message.contains("guest:guest"),
+                "password leaked: {message}"
+            );
+        }
+        other => panic!("expected a start-up error naming the vhost, got {other:?}"),
+    }
+}

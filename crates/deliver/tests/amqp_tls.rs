@@ -173,7 +173,7 @@ async fn amqps_verifies_the_server_and_presents_a_client_certificate() {
         amqps,
         &queue,
         TlsFiles {
-            root_ca: Some(ca_path),
+            root_ca: Some(ca_path.clone()),
             identity: None,
         },
     ))
@@ -188,6 +188,83 @@ async fn amqps_verifies_the_server_and_presents_a_client_certificate() {
         0,
         "nothing was delivered by the refused clients"
     );
+
+    // The same through the URI's query parameters, as amqp091-go reads them, no tls section.
+    let with_params = |query: String| {
+        let mut c = config(
+            format!("amqps://guest:guest@127.0.0.1:{tls_port}/?{query}"),
+            &queue,
+            TlsFiles::default(),
+        );
+        c.tls = None;
+        c
+    };
+    let files = |ca: &Path| {
+        format!(
+            "cacertfile={}&certfile={}&keyfile={}",
+            ca.display(),
+            client_cert.display(),
+            client_key.display()
+        )
+    };
+    for query in [
+        files(&ca_path),
+        // The server's certificate names localhost too.
+        format!("{}&server_name_indication=localhost", files(&ca_path)),
+    ] {
+        let d = AmqpDeliverer::new(with_params(query.clone())).unwrap();
+        d.health_check()
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let s = SetToDeliver {
+            id: Uuid::new_v4(),
+            entries: None,
+        };
+        assert!(d.deliver(&s).await.is_delivered(), "{query}");
+        assert_eq!(
+            drain(&ch, &queue, Duration::from_millis(300)).await.len(),
+            1,
+            "{query}"
+        );
+    }
+    // server_name_indication is the name the certificate is checked against.
+    let d = AmqpDeliverer::new(with_params(format!(
+        "{}&server_name_indication=elsewhere.test",
+        files(&ca_path)
+    )))
+    .unwrap();
+    match d.health_check().await {
+        Err(DeliverError::Unhealthy { message, .. }) => {
+            assert!(message.contains("certificate"), "{message}")
+        }
+        other => panic!("a certificate for another name must be refused, got {other:?}"),
+    }
+    // cacertfile is what is trusted: another CA there fails.
+    let other_ca = dir.join("other-ca.pem");
+    let d = AmqpDeliverer::new(with_params(files(&other_ca))).unwrap();
+    assert!(
+        matches!(d.health_check().await, Err(DeliverError::Unhealthy { .. })),
+        "cacertfile naming another CA must fail"
+    );
+    // With a tls section as well, the URI's parameters win for that broker: the section trusts
+    // the wrong CA and has no client certificate, the URI fixes both.
+    let mut c = with_params(files(&ca_path));
+    c.tls = Some(TlsFiles {
+        root_ca: Some(other_ca),
+        identity: None,
+    });
+    let d = AmqpDeliverer::new(c).unwrap();
+    d.health_check().await.unwrap();
+    let s = SetToDeliver {
+        id: Uuid::new_v4(),
+        entries: None,
+    };
+    assert!(d.deliver(&s).await.is_delivered());
+    assert_eq!(
+        drain(&ch, &queue, Duration::from_millis(300)).await.len(),
+        1
+    );
+
     conn.close(200, "done").await.unwrap();
     tokio::task::block_in_place(|| node.stop());
 }

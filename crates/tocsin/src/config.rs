@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tocsin_deliver::amqp::uri::{BrokerUri, UriError};
 use url::Url;
 
 /// `http_listen_addr` when none is given: all interfaces, port 6060 (Clair's default).
@@ -452,33 +453,43 @@ pub struct ClientIdentity {
     pub key: PathBuf,
 }
 
-/// An AMQP broker URL (`amqp://` or `amqps://`); shown with its password redacted.
+/// An AMQP broker URI (`amqp://` or `amqps://`) as written, with what it means under Clair's
+/// rules ([`tocsin_deliver::amqp::uri`]); shown with its password hidden.
 #[derive(Clone, PartialEq, Eq)]
-pub struct BrokerUrl(Url);
+pub struct BrokerUrl {
+    text: String,
+    parsed: BrokerUri,
+}
 
 impl BrokerUrl {
-    /// The URL, password included, for connecting.
-    pub fn url(&self) -> &Url {
-        &self.0
+    /// Parses `text` as Clair does.
+    pub fn parse(text: &str) -> Result<Self, UriError> {
+        Ok(BrokerUrl {
+            parsed: BrokerUri::parse(text)?,
+            text: text.to_owned(),
+        })
     }
 
-    /// Whether the URL asks for TLS (`amqps://`).
+    /// The URI as configured, password included, for the deliverer (which parses it the same
+    /// way).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// What the URI means: host, port, credentials, vhost, parameters.
+    pub fn uri(&self) -> &BrokerUri {
+        &self.parsed
+    }
+
+    /// Whether the URI asks for TLS (`amqps://`).
     pub fn is_tls(&self) -> bool {
-        self.0.scheme() == "amqps"
+        self.uri().is_tls()
     }
 }
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.password().is_none() {
-            return write!(f, "{}", self.0);
-        }
-        let mut shown = self.0.clone();
-        // Only fails for URLs without a host, which validation already refused.
-        if shown.set_password(Some("redacted")).is_err() {
-            return f.write_str("[url redacted]");
-        }
-        write!(f, "{shown}")
+        self.parsed.fmt(f)
     }
 }
 

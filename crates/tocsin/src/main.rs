@@ -255,7 +255,7 @@ pub(crate) async fn deliverer(cfg: &Config) -> Result<Option<Arc<dyn Deliverer>>
         }
         Some(Channel::Amqp(a)) => {
             let mut ac = AmqpConfig::new(
-                a.uris.iter().map(|u| u.url().to_string()).collect(),
+                a.uris.iter().map(|u| u.text().to_owned()).collect(),
                 a.routing_key.clone(),
                 broker_mode(&a.delivery),
             );

@@ -476,3 +476,56 @@ fn an_amqp_channel_with_wrong_credentials_is_refused_at_start_with_a_clear_error
         "the broker password leaked: {err}"
     );
 }
+
+#[tokio::test]
+async fn a_clair_amqp_uri_with_a_trailing_slash_starts_serve() {
+    // Issue 20: Clair's form `amqp://guest:guest@rabbitmq:5672/` stopped `tocsin serve` with
+    // "NOT_ALLOWED - vhost  not found"; the trailing `/` is the default vhost, as in Clair.
+    let up = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], 5672)),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok();
+    if !up {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "RabbitMQ is not listening on 127.0.0.1:5672 (scripts/services.sh starts it)"
+        );
+        eprintln!("skipping: RabbitMQ is not listening on 127.0.0.1:5672");
+        return;
+    }
+    let work = tempfile::tempdir().expect("temporary directory");
+    let port = common::free_port();
+    let cfg = work.path().join("tocsin.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "http_listen_addr: 127.0.0.1:{port}\n\
+             notifier:\n  amqp:\n    direct: true\n    exchange:\n      name: \"\"\n      type: \"direct\"\n      durability: true\n      auto_delete: false\n    uris: [\"amqp://guest:guest@127.0.0.1:5672/\"]\n    routing_key: \"notifications\"\n\
+             tocsin:\n  data_dir: {:?}\n",
+            work.path().join("data").display().to_string()
+        ),
+    )
+    .expect("writing the configuration");
+    let mut server = common::Server::start(&cfg, port, &work.path().join("tocsin.log"), &[]);
+    server.ready().await;
+    // The delivery worker checks the broker after the API is up; a refusal ends the process.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let log = loop {
+        let log = server.log_since_start();
+        if log.contains("delivery worker started") {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the AMQP delivery worker did not start; log:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(log.contains("connected to AMQP broker"), "{log}");
+    assert!(
+        !log.contains("guest:guest"),
+        "the broker password leaked: {log}"
+    );
+    server.terminate();
+}

@@ -32,6 +32,30 @@
 //!
 //! Like Clair, the exchange is only declared passively, when it is named: tocsin never creates
 //! or changes the consumer's topology, and a missing exchange is reported as such.
+//!
+//! # Broker URIs
+//! `uris` are read as Clair's AMQP library reads them ([`uri`]): `amqp://guest:guest@rabbitmq:5672/`
+//! is the default vhost `/`, as are no path and `/%2f`; user, password and port default to
+//! `guest`, `guest` and 5672 (5671 for `amqps`). A URI that cannot be used is refused when the
+//! deliverer is built, naming its position (`amqp.uris[1]`) and never its password. lapin gets
+//! the parsed fields, and a connect function of ours that applies the TLS settings below.
+//!
+//! # TLS: the `tls` section and the URI's query parameters
+//! For an `amqps://` broker the URI's own parameters win over the `tls` section, one setting at
+//! a time, because they are specific to that broker:
+//! - **Trusted roots**: `cacertfile` → that file's certificates *only* (as amqp091-go does);
+//!   otherwise `tls.root_ca` → the system's roots plus that file; otherwise the system's roots.
+//! - **Client certificate**: `certfile` *and* `keyfile` → that pair; otherwise `tls.cert`/`tls.key`
+//!   if set; otherwise none. One of `certfile`/`keyfile` without the other is ignored, as in
+//!   amqp091-go, with a warning.
+//! - **Server name** (SNI, and the name the certificate must carry): `server_name_indication`,
+//!   otherwise the URI's host.
+//!
+//! Clair differs when both are given: any `tls` section makes it ignore the URI's parameters
+//! entirely. tocsin logs a warning at start for each URI whose parameters override the section,
+//! and for TLS parameters on `amqp://` URIs, which are ignored (no TLS), as in Clair.
+
+pub mod uri;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +63,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::publisher_confirm::Confirmation;
-use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::tcp::{HandshakeResult, RustlsConnector, TcpStream};
 use lapin::types::{FieldTable, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
@@ -49,6 +74,7 @@ use crate::{
     broker_messages, failed, BrokerMode, DeliverError, Deliverer, DeliveryResult, SetToDeliver,
     TlsFiles,
 };
+use uri::BrokerUri;
 
 /// Clair's `app_id` on every message.
 pub const APP_ID: &str = "clairV4-notifier";
@@ -71,7 +97,8 @@ pub struct AmqpExchange {
 pub struct AmqpConfig {
     /// The channel name (outbox key), normally `amqp`.
     pub channel: String,
-    /// Broker URLs (`amqp://user:pass@host:5672/vhost`, `amqps://…`), tried in order.
+    /// Broker URIs (`amqp://user:pass@host:5672/vhost`, `amqps://…`), tried in order; read
+    /// as Clair reads them ([`uri`]).
     pub uris: Vec<String>,
     /// The exchange.
     pub exchange: AmqpExchange,
@@ -79,12 +106,14 @@ pub struct AmqpConfig {
     pub routing_key: String,
     /// Callback or direct mode.
     pub mode: BrokerMode,
-    /// Certificates for `amqps://` brokers.
+    /// Certificates for `amqps://` brokers; a URI's TLS query parameters take precedence (module
+    /// documentation).
     pub tls: Option<TlsFiles>,
     /// Publish with `delivery_mode: 2` so that messages in durable queues survive a broker restart;
     /// `false` publishes with `delivery_mode: 1` (transient).
     pub persistent: bool,
-    /// Time allowed to connect to one broker (TCP, TLS and the AMQP handshake).
+    /// Time allowed to connect to one broker (TCP, TLS and the AMQP handshake); a URI's
+    /// `connection_timeout` replaces it for that broker.
     pub connect_timeout: Duration,
     /// Time allowed for one whole delivery, confirms included.
     pub timeout: Duration,
@@ -109,7 +138,8 @@ impl AmqpConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), DeliverError> {
+    /// Checks the settings and parses the URIs.
+    fn validate(&self) -> Result<Vec<BrokerUri>, DeliverError> {
         let bad = |field: &str, message: String| {
             Err(DeliverError::Config {
                 channel: "amqp",
@@ -120,12 +150,11 @@ impl AmqpConfig {
         if self.uris.is_empty() {
             return bad("uris", "needs at least one broker URL".into());
         }
-        for (i, uri) in self.uris.iter().enumerate() {
-            if let Err(e) = uri.parse::<lapin::uri::AMQPUri>() {
-                return bad(
-                    &format!("uris[{i}]"),
-                    format!("is not an amqp:// or amqps:// URL: {e}"),
-                );
+        let mut uris = Vec::with_capacity(self.uris.len());
+        for (i, text) in self.uris.iter().enumerate() {
+            match BrokerUri::parse(text) {
+                Ok(uri) => uris.push(uri),
+                Err(e) => return bad(&format!("uris[{i}]"), e.to_string()),
             }
         }
         if self.routing_key.is_empty() {
@@ -157,34 +186,149 @@ impl AmqpConfig {
                 "connect_timeout and timeout must be positive".into(),
             );
         }
-        Ok(())
+        Ok(uris)
     }
 }
 
-#[derive(Clone, Debug, Default)]
-struct AmqpTls {
-    cert_chain: Option<String>,
-    identity: Option<(Vec<u8>, Vec<u8>)>,
+/// One broker of `uris`, ready to connect to.
+struct Broker {
+    uri: BrokerUri,
+    /// TLS for an `amqps://` broker: the connector and the server name to verify.
+    tls: Option<(RustlsConnector, String)>,
+    /// The URI's `connection_timeout`, else [`AmqpConfig::connect_timeout`].
+    connect_timeout: Duration,
 }
 
-impl AmqpTls {
-    /// lapin's TLS settings (its type is neither `Clone` nor reusable across connects).
-    fn owned(&self) -> OwnedTLSConfig {
-        OwnedTLSConfig {
-            identity: self
-                .identity
-                .clone()
-                .map(|(pem, key)| OwnedIdentity::PKCS8 { pem, key }),
-            cert_chain: self.cert_chain.clone(),
+/// The TLS settings one `amqps://` broker gets (module documentation, "TLS").
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TlsPlan {
+    /// The root CA file and client identity to load.
+    files: TlsFiles,
+    /// Whether the system's roots are trusted besides `files.root_ca`.
+    system_roots: bool,
+    /// The SNI name, which the server's certificate must carry.
+    server_name: String,
+}
+
+/// Combines `uri`'s TLS query parameters with the `tls` section; also returns what should be
+/// logged as a warning (overrides and ignored parameters).
+fn tls_plan(
+    i: usize,
+    uri: &BrokerUri,
+    section: Option<&TlsFiles>,
+) -> (Option<TlsPlan>, Vec<String>) {
+    let q = &uri.tls;
+    let mut notes = Vec::new();
+    if !uri.is_tls() {
+        if !q.is_empty() {
+            notes.push(format!(
+                "amqp.uris[{i}] is amqp:// (no TLS): its certfile/keyfile/cacertfile/server_name_indication parameters are ignored, as in Clair"
+            ));
         }
+        return (None, notes);
     }
+    let mut files = section.cloned().unwrap_or_default();
+    let mut system_roots = true;
+    if let Some(ca) = &q.cacertfile {
+        files.root_ca = Some(ca.clone());
+        system_roots = false;
+    }
+    match (&q.certfile, &q.keyfile) {
+        (Some(cert), Some(key)) => files.identity = Some((cert.clone(), key.clone())),
+        (None, None) => {}
+        _ => notes.push(format!(
+            "amqp.uris[{i}]: certfile and keyfile only work together; the one given is ignored, as in Clair"
+        )),
+    }
+    if section.is_some() && !q.is_empty() {
+        notes.push(format!(
+            "amqp.uris[{i}]: its TLS query parameters take precedence over notifier.amqp.tls for this broker (Clair ignores them whenever a tls section is set)"
+        ));
+    }
+    let server_name = q.server_name.clone().unwrap_or_else(|| uri.host.clone());
+    let plan = TlsPlan {
+        files,
+        system_roots,
+        server_name,
+    };
+    (Some(plan), notes)
+}
+
+impl Broker {
+    fn new(i: usize, uri: BrokerUri, cfg: &AmqpConfig) -> Result<Broker, DeliverError> {
+        let (plan, notes) = tls_plan(i, &uri, cfg.tls.as_ref());
+        for note in notes {
+            warn!(channel = %cfg.channel, "{note}");
+        }
+        let tls = match plan {
+            Some(plan) => {
+                let config =
+                    crate::stomp::rustls_config_with_roots(&plan.files, "amqp", plan.system_roots)?;
+                if tokio_rustls::rustls::pki_types::ServerName::try_from(plan.server_name.as_str())
+                    .is_err()
+                {
+                    return Err(DeliverError::Config {
+                        channel: "amqp",
+                        field: format!("amqp.uris[{i}]"),
+                        message: format!(
+                            "TLS server name {:?} is neither a DNS name nor an IP address",
+                            plan.server_name
+                        ),
+                    });
+                }
+                Some((RustlsConnector::from(config), plan.server_name))
+            }
+            None => None,
+        };
+        Ok(Broker {
+            connect_timeout: uri.connection_timeout.unwrap_or(cfg.connect_timeout),
+            uri,
+            tls,
+        })
+    }
+
+    /// The broker for messages: its URI without the password, and the vhost spelt out.
+    fn shown(&self) -> String {
+        format!("{} (vhost {:?})", self.uri, self.uri.vhost)
+    }
+
+    /// lapin's URI, with the connect timeout the TCP connection must also respect.
+    fn lapin_uri(&self) -> AMQPUri {
+        let mut uri = self.uri.to_lapin();
+        uri.query.connection_timeout =
+            Some(u64::try_from(self.connect_timeout.as_millis()).unwrap_or(u64::MAX));
+        uri
+    }
+}
+
+/// The function lapin calls (on its I/O thread) to open the socket: TCP within the URI's
+/// `connection_timeout`, then, for `amqps://`, the TLS handshake with `tls`'s connector and
+/// server name; the same steps as lapin's own, with the TLS settings of [`tls_plan`].
+// The large error type is lapin's (`HandshakeResult`), not ours to box.
+#[allow(clippy::result_large_err)]
+fn connect_fn(
+    tls: Option<(RustlsConnector, String)>,
+) -> Box<dyn Fn(&AMQPUri) -> HandshakeResult + Send + Sync> {
+    Box::new(move |uri: &AMQPUri| {
+        let addr = (uri.authority.host.as_str(), uri.authority.port);
+        let stream = match uri.query.connection_timeout {
+            Some(ms) => TcpStream::connect_timeout(addr, Duration::from_millis(ms))?,
+            None => TcpStream::connect(addr)?,
+        };
+        let stream = match &tls {
+            Some((connector, server_name)) => stream.into_rustls(connector, server_name)?,
+            None => stream,
+        };
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    })
 }
 
 /// Delivers notification sets to an AMQP 0-9-1 broker.
 pub struct AmqpDeliverer {
     cfg: AmqpConfig,
-    /// The root CA (PEM text) and client identity (PEM certificate, PEM key), read at start.
-    tls: AmqpTls,
+    /// `cfg.uris`, parsed, with their TLS settings read at start.
+    brokers: Vec<Broker>,
     connection: Mutex<Option<Arc<Connection>>>,
     idle: std::sync::Mutex<Vec<Channel>>,
 }
@@ -202,62 +346,42 @@ impl std::fmt::Debug for AmqpDeliverer {
 }
 
 impl AmqpDeliverer {
-    /// Validates `cfg` and reads its TLS files; does not connect (see
+    /// Validates `cfg`, parses its URIs and reads their TLS files; does not connect (see
     /// [`Deliverer::health_check`]).
     pub fn new(cfg: AmqpConfig) -> Result<Self, DeliverError> {
-        cfg.validate()?;
-        let tls = match &cfg.tls {
-            Some(files) => {
-                let pem = files.load("amqp")?;
-                let cert_chain = match pem.root_ca {
-                    Some(bytes) => {
-                        Some(String::from_utf8(bytes).map_err(|_| DeliverError::Tls {
-                            channel: "amqp",
-                            path: files.root_ca.clone().unwrap_or_default(),
-                            message: "is not UTF-8 text".into(),
-                        })?)
-                    }
-                    None => None,
-                };
-                AmqpTls {
-                    identity: pem.identity,
-                    cert_chain,
-                }
-            }
-            None => AmqpTls::default(),
-        };
+        let uris = cfg.validate()?;
+        // The section's files are checked even when no URI is amqps://, as a typo in a path is
+        // better reported at start than when a TLS broker is added.
+        if let Some(files) = &cfg.tls {
+            files.load("amqp")?;
+        }
+        let brokers = uris
+            .into_iter()
+            .enumerate()
+            .map(|(i, uri)| Broker::new(i, uri, &cfg))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(AmqpDeliverer {
             cfg,
-            tls,
+            brokers,
             connection: Mutex::new(None),
             idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    /// A broker URL with its password hidden, for messages.
-    fn shown(&self, i: usize) -> String {
-        redact(&self.cfg.uris[i])
-    }
-
-    async fn connect_one(&self, i: usize) -> Result<Connection, String> {
+    async fn connect_one(&self, broker: &Broker) -> Result<Connection, String> {
         let props = ConnectionProperties::default()
             .with_connection_name(self.cfg.connection_name.clone().into())
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio::current());
-        let uri = &self.cfg.uris[i];
-        let tls = self.tls.owned();
-        match tokio::time::timeout(
-            self.cfg.connect_timeout,
-            Connection::connect_with_config(uri, props, tls),
-        )
-        .await
-        {
+        let connect =
+            Connection::connector(broker.lapin_uri(), connect_fn(broker.tls.clone()), props);
+        match tokio::time::timeout(broker.connect_timeout, connect).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(format!("{}: {e}", self.shown(i))),
+            Ok(Err(e)) => Err(format!("{}: {e}", broker.shown())),
             Err(_) => Err(format!(
                 "{}: no connection within {:?}",
-                self.shown(i),
-                self.cfg.connect_timeout
+                broker.shown(),
+                broker.connect_timeout
             )),
         }
     }
@@ -274,10 +398,10 @@ impl AmqpDeliverer {
         *slot = None;
         self.lock_idle().clear();
         let mut errors = Vec::new();
-        for i in 0..self.cfg.uris.len() {
-            match self.connect_one(i).await {
+        for broker in &self.brokers {
+            match self.connect_one(broker).await {
                 Ok(c) => {
-                    info!(channel = %self.cfg.channel, broker = %self.shown(i), "connected to AMQP broker");
+                    info!(channel = %self.cfg.channel, broker = %broker.shown(), "connected to AMQP broker");
                     let c = Arc::new(c);
                     *slot = Some(c.clone());
                     return Ok(c);
@@ -288,7 +412,10 @@ impl AmqpDeliverer {
                 }
             }
         }
-        Err(format!("no AMQP broker reachable: {}", errors.join("; ")))
+        Err(format!(
+            "no AMQP broker could be connected to: {}",
+            errors.join("; ")
+        ))
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Channel>> {
@@ -461,18 +588,14 @@ impl Deliverer for AmqpDeliverer {
     /// deliveries then fail, are recorded and retried.
     async fn health_check(&self) -> Result<(), DeliverError> {
         let mut reachable = false;
-        for uri in &self.cfg.uris {
-            if let Ok(parsed) = uri.parse::<lapin::uri::AMQPUri>() {
-                let addr = (parsed.authority.host.as_str(), parsed.authority.port);
-                if let Ok(Ok(_)) = tokio::time::timeout(
-                    self.cfg.connect_timeout,
-                    tokio::net::TcpStream::connect(addr),
-                )
-                .await
-                {
-                    reachable = true;
-                    break;
-                }
+        for broker in &self.brokers {
+            let addr = (broker.uri.host.as_str(), broker.uri.port);
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(broker.connect_timeout, tokio::net::TcpStream::connect(addr))
+                    .await
+            {
+                reachable = true;
+                break;
             }
         }
         if !reachable {
@@ -492,24 +615,10 @@ impl Deliverer for AmqpDeliverer {
     }
 }
 
-/// `uri` with any password replaced, for logs and attempt errors.
-pub(crate) fn redact(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => uri.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::Callback;
 
@@ -577,51 +686,170 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tls_config_carries_the_ca_and_the_identity() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A CA, a client certificate and its key, as PEM files in `dir`.
+    fn pem_files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
         let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
         let client = rcgen::generate_simple_self_signed(vec!["client.test".into()]).unwrap();
         let (ca_path, cert_path, key_path) = (
-            dir.path().join("ca.pem"),
-            dir.path().join("cert.pem"),
-            dir.path().join("key.pem"),
+            dir.join("ca.pem"),
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
         );
         std::fs::write(&ca_path, ca.cert.pem()).unwrap();
         std::fs::write(&cert_path, client.cert.pem()).unwrap();
         std::fs::write(&key_path, client.key_pair.serialize_pem()).unwrap();
+        (ca_path, cert_path, key_path)
+    }
+
+    #[test]
+    fn tls_files_and_uri_parameters_build_a_connector_or_name_the_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = pem_files(dir.path());
         let mut c = cfg();
+        c.uris = vec![
+            "amqps://u:p@broker.test/%2f".into(),
+            format!(
+                "amqps://u:p@[::1]/?cacertfile={}&certfile={}&keyfile={}&server_name_indication=rabbit.test",
+                ca.display(),
+                cert.display(),
+                key.display()
+            ),
+            "amqp://u:p@plain.test/".into(),
+        ];
         c.tls = Some(TlsFiles {
-            root_ca: Some(ca_path),
-            identity: Some((cert_path, key_path.clone())),
+            root_ca: Some(ca.clone()),
+            identity: Some((cert.clone(), key.clone())),
         });
         let d = AmqpDeliverer::new(c.clone()).unwrap();
-        assert_eq!(d.tls.cert_chain.as_deref(), Some(ca.cert.pem().as_str()));
-        match &d.tls.owned().identity {
-            Some(OwnedIdentity::PKCS8 { pem, key }) => {
-                assert_eq!(pem, client.cert.pem().as_bytes());
-                assert_eq!(key, client.key_pair.serialize_pem().as_bytes());
-            }
-            other => panic!("{other:?}"),
-        }
+        let names: Vec<_> = d
+            .brokers
+            .iter()
+            .map(|b| b.tls.as_ref().map(|(_, name)| name.as_str()))
+            .collect();
+        assert_eq!(names, [Some("broker.test"), Some("rabbit.test"), None]);
         // A certificate where the key belongs is refused, naming the key file.
-        std::fs::write(&key_path, client.cert.pem()).unwrap();
+        std::fs::write(&key, std::fs::read(&cert).unwrap()).unwrap();
         match AmqpDeliverer::new(c) {
             Err(DeliverError::Tls { path, message, .. }) => {
-                assert_eq!(path, key_path);
+                assert_eq!(path, key);
                 assert!(message.contains("private key"), "{message}");
             }
             other => panic!("{other:?}"),
         }
+        // So is a missing cacertfile named in a URI (the section has none).
+        let mut c = cfg();
+        let missing = dir.path().join("missing-ca.pem");
+        c.uris = vec![format!("amqps://h/?cacertfile={}", missing.display())];
+        match AmqpDeliverer::new(c) {
+            Err(DeliverError::Tls { path, .. }) => assert_eq!(path, missing),
+            other => panic!("{other:?}"),
+        }
+        // And a server name rustls cannot use.
+        let mut c = cfg();
+        c.uris = vec!["amqps://h/?server_name_indication=not%20a%20name".into()];
+        assert_eq!(field_of(AmqpDeliverer::new(c)), "amqp.uris[0]");
     }
 
     #[test]
-    fn redaction_hides_passwords_only() {
+    fn uri_tls_parameters_win_over_the_section_one_setting_at_a_time() {
+        let section = TlsFiles {
+            root_ca: Some("/section/ca.pem".into()),
+            identity: Some(("/section/cert.pem".into(), "/section/key.pem".into())),
+        };
+        let plan = |uri: &str, section: Option<&TlsFiles>| {
+            tls_plan(3, &BrokerUri::parse(uri).unwrap(), section)
+        };
+        // The section alone: system roots plus its CA, its identity, the host as server name.
+        let (p, notes) = plan("amqps://broker:5671/", Some(&section));
         assert_eq!(
-            redact("amqp://guest:secret@host:5672/%2f"),
-            "amqp://guest:***@host:5672/%2f"
+            p,
+            Some(TlsPlan {
+                files: section.clone(),
+                system_roots: true,
+                server_name: "broker".into(),
+            })
         );
-        assert_eq!(redact("amqp://host:5672"), "amqp://host:5672");
-        assert_eq!(redact("amqps://u:p@w@h/v"), "amqps://u:***@h/v");
+        assert!(notes.is_empty(), "{notes:?}");
+        // cacertfile replaces root_ca and the system roots; the identity stays the section's.
+        let (p, notes) = plan("amqps://broker/?cacertfile=/uri/ca.pem", Some(&section));
+        let p = p.unwrap();
+        assert_eq!(p.files.root_ca, Some("/uri/ca.pem".into()));
+        assert!(!p.system_roots);
+        assert_eq!(p.files.identity, section.identity);
+        assert_eq!(notes.len(), 1, "the override is logged: {notes:?}");
+        assert!(notes[0].contains("amqp.uris[3]") && notes[0].contains("precedence"));
+        // certfile and keyfile together replace the identity; the server name is the URI's.
+        let (p, _) = plan(
+            "amqps://10.0.0.5/?certfile=/uri/c.pem&keyfile=/uri/k.pem&server_name_indication=rabbit.internal",
+            Some(&section),
+        );
+        let p = p.unwrap();
+        assert_eq!(
+            p.files.identity,
+            Some(("/uri/c.pem".into(), "/uri/k.pem".into()))
+        );
+        assert_eq!(p.files.root_ca, section.root_ca);
+        assert!(p.system_roots);
+        assert_eq!(p.server_name, "rabbit.internal");
+        // One of the pair alone is ignored (as in amqp091-go), with a warning.
+        let (p, notes) = plan("amqps://broker/?certfile=/uri/c.pem", None);
+        assert_eq!(p.unwrap().files, TlsFiles::default());
+        assert!(notes[0].contains("only work together"), "{notes:?}");
+        // No section, no parameters: the system roots, no identity.
+        let (p, notes) = plan("amqps://broker/", None);
+        assert_eq!(
+            p,
+            Some(TlsPlan {
+                files: TlsFiles::default(),
+                system_roots: true,
+                server_name: "broker".into(),
+            })
+        );
+        assert!(notes.is_empty());
+        // amqp:// gets no TLS; its TLS parameters are ignored with a warning.
+        let (p, notes) = plan("amqp://broker/?cacertfile=/uri/ca.pem", Some(&section));
+        assert_eq!(p, None);
+        assert!(notes[0].contains("ignored"), "{notes:?}");
+    }
+
+    #[test]
+    fn bad_uris_are_refused_naming_their_position_without_the_password() {
+        let mut c = cfg();
+        c.uris.push("amqp://guest:hunter2@rabbitmq:99999/".into());
+        match AmqpDeliverer::new(c) {
+            Err(e @ DeliverError::Config { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("amqp.uris[1]"), "{text}");
+                assert!(text.contains("port"), "{text}");
+                assert!(!text.contains("hunter2"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Clair's own form is fine, and means the default vhost.
+        let mut c = cfg();
+        c.uris = vec!["amqp://guest:guest@rabbitmq:5672/".into()];
+        let d = AmqpDeliverer::new(c).unwrap();
+        assert_eq!(d.brokers[0].uri.vhost, "/");
+        assert_eq!(
+            d.brokers[0].shown(),
+            "amqp://guest:***@rabbitmq:5672/%2F (vhost \"/\")"
+        );
+        // A URI's connection_timeout replaces the configured one for that broker only.
+        let mut c = cfg();
+        c.uris = vec![
+            "amqp://a/?connection_timeout=1500".into(),
+            "amqp://b/".into(),
+        ];
+        let d = AmqpDeliverer::new(c).unwrap();
+        assert_eq!(d.brokers[0].connect_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            d.brokers[0].lapin_uri().query.connection_timeout,
+            Some(1500)
+        );
+        assert_eq!(d.brokers[1].connect_timeout, Duration::from_secs(10));
+        assert_eq!(
+            d.brokers[1].lapin_uri().query.connection_timeout,
+            Some(10_000)
+        );
     }
 }

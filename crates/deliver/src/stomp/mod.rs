@@ -130,6 +130,16 @@ pub(crate) fn rustls_config(
     files: &TlsFiles,
     channel: &'static str,
 ) -> Result<tokio_rustls::rustls::ClientConfig, DeliverError> {
+    rustls_config_with_roots(files, channel, true)
+}
+
+/// [`rustls_config`], trusting the system's roots only when `system_roots` is set (AMQP's
+/// `cacertfile` URI parameter trusts its file alone, as amqp091-go does).
+pub(crate) fn rustls_config_with_roots(
+    files: &TlsFiles,
+    channel: &'static str,
+    system_roots: bool,
+) -> Result<tokio_rustls::rustls::ClientConfig, DeliverError> {
     use tokio_rustls::rustls;
     let pem = files.load(channel)?;
     let tls_err = |path: &Option<std::path::PathBuf>, message: String| DeliverError::Tls {
@@ -140,8 +150,10 @@ pub(crate) fn rustls_config(
     let mut roots = rustls::RootCertStore::empty();
     // The system store may be missing or partly unreadable in minimal containers; a configured
     // root_ca is then all we trust, and a handshake error says so.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
+    if system_roots {
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
     }
     if let Some(ca) = &pem.root_ca {
         for cert in rustls_pemfile::certs(&mut &ca[..]) {

@@ -141,6 +141,90 @@ fn clair_v4_sample_loads_unchanged() {
 }
 
 #[test]
+fn clair_v4_amqp_sample_loads_with_the_trailing_slash_as_the_default_vhost() {
+    // Issue 20: `amqp://guest:guest@rabbitmq:5672/` made `tocsin serve` ask for the vhost "".
+    let path = testdata("clair-v4-amqp.yaml");
+    let (config, warnings) = match Config::load(Some(&path), &no_env) {
+        Ok(loaded) => loaded,
+        Err(e) => panic!("{e}"),
+    };
+    let Some(Channel::Amqp(amqp)) = &config.notifier.channel else {
+        panic!(
+            "expected an AMQP channel, got {:?}",
+            config.notifier.channel
+        );
+    };
+    assert_eq!(amqp.routing_key, "notifications");
+    assert_eq!(amqp.exchange.name, "");
+    assert_eq!(amqp.exchange.kind, Some(ExchangeKind::Direct));
+    assert!(amqp.exchange.durable);
+    assert_eq!(
+        amqp.delivery,
+        Delivery::Direct {
+            rollup: NonZeroUsize::MIN
+        }
+    );
+    assert_eq!(amqp.uris.len(), 1);
+    let uri = amqp.uris[0].uri();
+    assert_eq!(
+        (uri.host.as_str(), uri.port, uri.vhost.as_str()),
+        ("rabbitmq", 5672, "/")
+    );
+    assert_eq!((uri.username.as_str(), uri.password()), ("guest", "guest"));
+    assert!(!amqp.uris[0].is_tls());
+    // The deliverer receives the text as written, and reads it the same way.
+    assert_eq!(amqp.uris[0].text(), "amqp://guest:guest@rabbitmq:5672/");
+    assert_eq!(
+        amqp.uris[0].to_string(),
+        "amqp://guest:***@rabbitmq:5672/%2F"
+    );
+    assert_eq!(
+        warnings,
+        [
+            "introspection_addr: accepted and not used: tocsin serves metrics and health on http_listen_addr",
+            "notifier.amqp.callback: ignored because direct is true (entries are sent, not a callback)"
+        ]
+    );
+}
+
+#[test]
+fn clair_amqp_uri_forms_load_and_bad_ones_name_their_position() {
+    let amqp = |uris: &str| {
+        format!("notifier:\n  amqp:\n    routing_key: q\n    direct: true\n    uris: {uris}\n")
+    };
+    // Every form Clair's samples, docs and CI use.
+    let (config, _) = ok(&amqp(
+        "[\"amqp://guest:guest@rabbitmq:5672/\", \"amqp://clair:password@localhost:5672/\", \"amqp://user:pass@host:10000/vhost\", \"amqps://rabbit\", \"amqp://[::1]/%2f\"]",
+    ));
+    let Some(Channel::Amqp(a)) = config.notifier.channel else {
+        panic!("expected AMQP");
+    };
+    let got: Vec<_> = a
+        .uris
+        .iter()
+        .map(|u| (u.uri().host.clone(), u.uri().port, u.uri().vhost.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("rabbitmq".to_owned(), 5672, "/".to_owned()),
+            ("localhost".to_owned(), 5672, "/".to_owned()),
+            ("host".to_owned(), 10000, "vhost".to_owned()),
+            ("rabbit".to_owned(), 5671, "/".to_owned()),
+            ("::1".to_owned(), 5672, "/".to_owned()),
+        ]
+    );
+    // Clair's own refused form (a leading space) and a bad port, by position, no password.
+    let p = problems(&amqp(
+        "[\"amqp://rabbitmq/\", \" amqp://\", \"amqp://u:hunter2@h:70000/\"]",
+    ));
+    assert!(has_problem(&p, "notifier.amqp.uris[1]", "space"), "{p:?}");
+    assert!(has_problem(&p, "notifier.amqp.uris[2]", "port"), "{p:?}");
+    assert!(!p.iter().any(|p| p.key == "notifier.amqp.uris[0]"), "{p:?}");
+    assert!(p.iter().all(|p| !p.message.contains("hunter2")), "{p:?}");
+}
+
+#[test]
 fn clair_v2_sample_configures_the_legacy_webhook() {
     let path = testdata("clair-v2.yaml");
     let (config, warnings) = match Config::load(Some(&path), &no_env) {
@@ -443,14 +527,14 @@ fn amqp_requires_routing_key_and_uris() {
     );
 
     let p = problems(
-        "notifier:\n  amqp:\n    routing_key: clair\n    uris: [\"http://rabbit\", \"amqp://u:hunter2@\"]\n    callback: http://tocsin/\n    exchange: {name: clair, type: round-robin}\n",
+        "notifier:\n  amqp:\n    routing_key: clair\n    uris: [\"http://rabbit\", \"amqp://u:hunter2@rabbit:99999/\"]\n    callback: http://tocsin/\n    exchange: {name: clair, type: round-robin}\n",
     );
     assert!(
         has_problem(&p, "notifier.amqp.uris[0]", "scheme \"http\""),
         "{p:?}"
     );
     assert!(
-        has_problem(&p, "notifier.amqp.uris[1]", "not a valid"),
+        has_problem(&p, "notifier.amqp.uris[1]", "port outside 1-65535"),
         "{p:?}"
     );
     assert!(
@@ -508,10 +592,14 @@ notifier:
     assert!(amqp.exchange.durable);
     assert_eq!(amqp.routing_key, "notifications");
     assert!(amqp.uris[0].is_tls());
-    assert_eq!(amqp.uris[0].url().password(), Some("hunter2"));
+    assert_eq!(amqp.uris[0].uri().password(), "hunter2");
+    assert_eq!(
+        amqp.uris[0].text(),
+        "amqps://clair:hunter2@rabbit-1:5671/prod"
+    );
     assert_eq!(
         amqp.uris[0].to_string(),
-        "amqps://clair:redacted@rabbit-1:5671/prod"
+        "amqps://clair:***@rabbit-1:5671/prod"
     );
     assert!(!format!("{amqp:?}").contains("hunter2"));
     assert_eq!(
