@@ -9,13 +9,15 @@
 //!
 //! Every error, on every path, is Clair's `{"code","message"}` JSON ([`ApiError`]). Optional PSK
 //! auth (Clair's HS256 JWT) guards everything but the operations endpoints. The whole server is
-//! a library call on a listener, so tests bind it to port 0.
+//! a library call on a listener, so tests bind it to port 0; [`tls`] makes that listener HTTPS
+//! (Clair's `tls.cert`/`tls.key`, optionally requiring client certificates).
 #![deny(missing_docs)]
 
 mod error;
 mod feeds;
 mod manifests;
 mod ops;
+pub mod tls;
 pub mod v2;
 pub mod v3;
 pub mod v4;
@@ -31,6 +33,7 @@ use axum::Router;
 use tocsin_engine::Engine;
 
 pub use error::ApiError;
+pub use tls::{ServerTls, ServerTlsFiles, TlsError, TlsListener};
 
 /// Checks a bearer token; `Err` carries the reason for the 401.
 pub type TokenVerifier = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -193,6 +196,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// [`serve`] over TLS: HTTPS, and gRPC over TLS (ALPN `h2`), on the same listener.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: ServerTls,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(TlsListener::new(listener, tls)?, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -30,7 +30,7 @@ pub(crate) enum PgCause {
     #[error("{}", describe(.0))]
     Sql(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool.
-    #[error("{0}")]
+    #[error("{}", describe_pool(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
 }
 
@@ -49,6 +49,15 @@ fn describe(e: &tokio_postgres::Error) -> String {
             Some(src) => format!("{e}: {src}"),
             None => e.to_string(),
         },
+    }
+}
+
+/// The pool's error, with the driver's cause when a new connection failed (the pool's own text
+/// leaves it out: "error performing TLS handshake" without saying why).
+fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => describe(e),
+        other => other.to_string(),
     }
 }
 

@@ -36,8 +36,9 @@
 //!   clear error.
 //! - **Times** are BIGINT Unix nanoseconds, as in the embedded store: exact round trips and plain
 //!   integer comparisons.
-//! - **TLS is not supported**: `sslmode=require` is refused with a clear error (the default
-//!   `prefer` connects without TLS). Run PostgreSQL on a trusted network or a local socket.
+//! - **TLS** follows libpq's connection-string keys (`sslmode` from `disable` to `verify-full`,
+//!   `sslrootcert`, `sslcert`, `sslkey`, `sslcrl`, …) on rustls; see [`tls`] for the details and
+//!   where it differs from libpq. The pool and the `LISTEN` connection share one connector.
 //!
 //! Column types are fixed by this crate's own schema (checked by version at connect), so row
 //! accessors that would only fail on a different schema are used directly; everything decoded
@@ -54,6 +55,7 @@ mod outbox;
 mod schema;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod tls;
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -75,8 +77,9 @@ use tocsin_store::{
     ProcessedUpdate, PutOutcome, Result, Store, StoreError, StoreEvent, UpdaterInfo,
 };
 use tokio::sync::broadcast;
-use tokio_postgres::config::SslMode;
 use uuid::Uuid;
+
+pub use crate::tls::{PgTls, SslMode};
 
 use crate::convert::PgContext;
 
@@ -125,8 +128,8 @@ impl PgOptions {
 /// A connection string with its password replaced, for messages and `Debug` (works for both
 /// forms; an unparsable string is hidden entirely since we cannot tell where a password is).
 pub fn redact(connstring: &str) -> String {
-    match tokio_postgres::Config::from_str(connstring) {
-        Ok(c) => describe(&c),
+    match driver_config(connstring) {
+        Ok((c, _)) => describe(&c),
         Err(_) => "<unparsable connection string>".to_string(),
     }
 }
@@ -167,27 +170,86 @@ fn describe(c: &tokio_postgres::Config) -> String {
     )
 }
 
-/// Parses and checks a connection string (without connecting).
-pub fn parse_connstring(connstring: &str) -> Result<tokio_postgres::Config> {
-    let mut config = tokio_postgres::Config::from_str(connstring).map_err(|e| {
+/// tokio-postgres's view of a connection string (its TLS keys taken out) and those keys.
+fn driver_config(connstring: &str) -> Result<(tokio_postgres::Config, Vec<(String, String)>)> {
+    let not_a_connstring = |e: &dyn std::fmt::Display| {
         StoreError::Invalid(format!(
             "notifier.connstring is neither libpq key=value pairs nor a postgres:// URL: {e}"
         ))
-    })?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(StoreError::Invalid(format!(
-            "notifier.connstring ({}): sslmode=require is not supported (this build of tocsin \
-             connects without TLS); use sslmode=disable or prefer on a trusted network",
-            describe(&config)
-        )));
+    };
+    let split = tls::split(connstring).map_err(|e| not_a_connstring(&e))?;
+    let config = tokio_postgres::Config::from_str(&split.rest).map_err(|e| not_a_connstring(&e))?;
+    Ok((config, split.tls))
+}
+
+/// A parsed connection string: the driver's settings and the TLS connector that goes with them.
+#[derive(Clone, Debug)]
+pub struct Connect {
+    /// tokio-postgres's settings (TLS mode included; the libpq TLS keys are in `tls`).
+    pub config: tokio_postgres::Config,
+    /// The TLS connector (rustls) for `config`.
+    pub tls: PgTls,
+}
+
+impl Connect {
+    /// Opens one connection (outside any pool) and drives it on a task of its own.
+    pub async fn connect(
+        &self,
+    ) -> std::result::Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
     }
+}
+
+/// Parses and checks a connection string without connecting: libpq's TLS keys are resolved
+/// (their files read) into the connector, the rest goes to tokio-postgres.
+pub fn parse_connstring(connstring: &str) -> Result<Connect> {
+    let (mut config, keys) = driver_config(connstring)?;
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let settings = tls::Settings::resolve(&keys, home.as_deref()).map_err(|e| {
+        StoreError::Invalid(format!("notifier.connstring ({}): {e}", describe(&config)))
+    })?;
+    let tcp = |h: &tokio_postgres::config::Host| matches!(h, tokio_postgres::config::Host::Tcp(_));
+    if config.get_hosts().is_empty() && !config.get_hostaddrs().is_empty() {
+        if settings.checks_name() {
+            return Err(StoreError::Invalid(format!(
+                "notifier.connstring ({}): sslmode=verify-full needs host= (the name the server's \
+                 certificate must hold) beside hostaddr=",
+                describe(&config)
+            )));
+        }
+        // tokio-postgres does TLS only with a host name: name each address by itself.
+        let addrs: Vec<String> = config
+            .get_hostaddrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        for a in addrs {
+            config.host(&a);
+        }
+    }
+    let over_tcp = config.get_hosts().iter().any(tcp);
+    // libpq ignores sslmode on Unix sockets, where PostgreSQL never speaks TLS.
+    config.ssl_mode(if over_tcp || config.get_hosts().is_empty() {
+        settings.driver_mode()
+    } else {
+        tokio_postgres::config::SslMode::Disable
+    });
+    let tls = settings.connector().map_err(|e| {
+        StoreError::Invalid(format!("notifier.connstring ({}): {e}", describe(&config)))
+    })?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("tocsin");
     }
-    Ok(config)
+    Ok(Connect { config, tls })
 }
 
 /// The PostgreSQL store. Cheap to clone: clones share the pool and the event listener.
@@ -199,6 +261,7 @@ pub struct PgStore {
 struct Inner {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: PgTls,
     events: OnceLock<broadcast::Sender<StoreEvent>>,
     listener: OnceLock<tokio::task::AbortHandle>,
 }
@@ -222,11 +285,11 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects, and migrates the schema (or checks its version when `opts.migrations` is off).
     pub async fn connect(opts: &PgOptions) -> Result<PgStore> {
-        let config = parse_connstring(&opts.connstring)?;
+        let Connect { config, tls } = parse_connstring(&opts.connstring)?;
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            tokio_postgres::NoTls,
+            tls.clone(),
             ManagerConfig {
                 // Fast: a closed connection (server restarted) is detected and replaced; a
                 // half-open one fails its next statement, which the caller retries.
@@ -244,6 +307,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 config,
+                tls,
                 events: OnceLock::new(),
                 listener: OnceLock::new(),
             }),
@@ -507,7 +571,11 @@ impl Store for PgStore {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         self.inner.listener.get_or_init(|| {
             handle
-                .spawn(listen::run(self.inner.config.clone(), tx.clone()))
+                .spawn(listen::run(
+                    self.inner.config.clone(),
+                    self.inner.tls.clone(),
+                    tx.clone(),
+                ))
                 .abort_handle()
         });
         Some(rx)
@@ -524,7 +592,7 @@ mod tests {
             "host=db.example user=tocsin password=hunter2 dbname=notifier",
             "postgres://tocsin:hunter2@db.example/notifier",
         ] {
-            let c = parse_connstring(s).unwrap();
+            let c = parse_connstring(s).unwrap().config;
             assert_eq!(c.get_dbname(), Some("notifier"));
             let shown = redact(s);
             assert!(!shown.contains("hunter2"), "{shown}");
@@ -539,16 +607,47 @@ mod tests {
     }
 
     #[test]
-    fn tls_required_is_refused_clearly() {
-        let err = parse_connstring("host=db user=u sslmode=require").unwrap_err();
+    fn tls_keys_reach_the_connector_not_the_driver() {
+        use tokio_postgres::config::SslMode as D;
+        let c = parse_connstring("host=db user=u sslmode=require sslsni=0").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), D::Require);
+        assert_eq!(c.tls.mode(), SslMode::Require);
+        let c = parse_connstring("postgres://u@db/n?sslmode=verify-full&sslrootcert=system");
+        // Without a system trust store this fails naming it; with one it is verify-full.
+        match c {
+            Ok(c) => assert_eq!(c.tls.mode(), SslMode::VerifyFull),
+            Err(e) => assert!(e.to_string().contains("system"), "{e}"),
+        }
+        let c = parse_connstring("host=db user=u sslmode=disable").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), D::Disable);
+        let c = parse_connstring("host=db user=u").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), D::Prefer);
+        // Unix sockets never speak TLS: libpq ignores sslmode there.
+        let c = parse_connstring("host=/var/run/postgresql user=u sslmode=require").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), D::Disable);
+        // An address alone is named by itself for TLS; verify-full needs the name.
+        let c = parse_connstring("hostaddr=127.0.0.1 user=u sslmode=require").unwrap();
+        assert_eq!(c.config.get_hosts().len(), 1);
+        let err = parse_connstring(
+            "hostaddr=127.0.0.1 user=u password=hunter2 sslmode=verify-full sslrootcert=system",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse_connstring("host=db password=hunter2 sslmode=verify-ca")
+            .unwrap_err()
+            .to_string();
         assert!(
-            matches!(&err, StoreError::Invalid(m) if m.contains("sslmode=require")),
+            err.contains("sslrootcert") && !err.contains("hunter2"),
             "{err}"
         );
-        assert!(parse_connstring("host=db user=u sslmode=disable").is_ok());
         assert!(matches!(
             parse_connstring("definitely not = a dsn = ="),
             Err(StoreError::Invalid(_))
         ));
+        assert_eq!(
+            redact("host=db user=u password=hunter2 sslmode=verify-ca sslrootcert=/nonexistent"),
+            "u@db:5432/<default database> (password set)"
+        );
     }
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use tocsin_store::StoreEvent;
 use tokio::sync::broadcast;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::schema::NOTIFY_CHANNEL;
+use crate::tls::PgTls;
 
 /// Decodes a notification payload (see the writers in `manifests`, `feeds`, `outbox`).
 pub(crate) fn decode(payload: &str) -> Option<StoreEvent> {
@@ -27,12 +28,16 @@ pub(crate) fn decode(payload: &str) -> Option<StoreEvent> {
 }
 
 /// Listens until the task is aborted (when the store is dropped).
-pub(crate) async fn run(config: tokio_postgres::Config, tx: broadcast::Sender<StoreEvent>) {
+pub(crate) async fn run(
+    config: tokio_postgres::Config,
+    tls: PgTls,
+    tx: broadcast::Sender<StoreEvent>,
+) {
     let mut pause = Duration::from_millis(100);
     let mut ever_connected = false;
     loop {
         let mut connected = false;
-        match listen_once(&config, &tx, ever_connected, &mut connected).await {
+        match listen_once(&config, &tls, &tx, ever_connected, &mut connected).await {
             Ok(()) => tracing::warn!("the store's notification connection closed; reconnecting"),
             Err(e) => tracing::warn!(
                 error = %e,
@@ -52,11 +57,12 @@ pub(crate) async fn run(config: tokio_postgres::Config, tx: broadcast::Sender<St
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &PgTls,
     tx: &broadcast::Sender<StoreEvent>,
     reconnecting: bool,
     connected: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     // The connection object must be polled for the client's requests to complete and to receive
     // notifications; the stream below does both.
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -8,6 +8,12 @@
 //! When the server cannot be reached, [`throwaway_database`] panics with the reason if `CI=true`
 //! (a CI run must not silently skip the PostgreSQL tests) and otherwise prints why and returns
 //! `None` so the caller can skip.
+//!
+//! Tests that need a server of their own (to restart it, or to configure TLS and `pg_hba.conf`)
+//! start a [`PrivateServer`]: `initdb` in a temporary directory and `pg_ctl` on a free loopback
+//! port, run as user `postgres` when the tests run as root.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 use rand::Rng as _;
@@ -172,6 +178,228 @@ pub async fn throwaway_store() -> Option<(PgStore, TestDatabase)> {
     let db = throwaway_database().await?;
     let store = db.store().await;
     Some((store, db))
+}
+
+/// A PostgreSQL server of the test's own, stopped and deleted when dropped.
+pub struct PrivateServer {
+    bin: PathBuf,
+    root: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_postgres: bool,
+    options: Vec<String>,
+}
+
+impl PrivateServer {
+    /// `initdb` (trust authentication, superuser `postgres`) and start, or why not.
+    pub fn start() -> Result<PrivateServer, String> {
+        Self::start_with(Vec::new(), |_| Ok(()))
+    }
+
+    /// As [`start`](Self::start), with `-c` settings for the server (e.g. `ssl=on`) and a
+    /// `setup` step that runs between `initdb` and the first start (to write certificates
+    /// and `pg_hba.conf` into the data directory with [`install`](Self::install)).
+    pub fn start_with(
+        settings: Vec<String>,
+        setup: impl FnOnce(&PrivateServer) -> Result<(), String>,
+    ) -> Result<PrivateServer, String> {
+        let versions = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no PostgreSQL server binaries in /usr/lib/postgresql: {e}"))?;
+        let mut bins: Vec<PathBuf> = versions
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .collect();
+        bins.sort();
+        let bin = bins
+            .pop()
+            .ok_or("no initdb under /usr/lib/postgresql/*/bin")?;
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let root = std::env::temp_dir().join(format!(
+            "tocsin-pg-{:016x}",
+            rand::thread_rng().gen::<u64>()
+        ));
+        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let pg = PrivateServer {
+            bin,
+            dir: root.join("data"),
+            root,
+            port: free_port()?,
+            as_postgres,
+            options: settings,
+        };
+        if as_postgres {
+            pg.chown(&pg.root)?;
+        }
+        let d = pg.dir.to_string_lossy().to_string();
+        let out = pg
+            .run(
+                "initdb",
+                &["-D", &d, "-A", "trust", "-U", "postgres", "--no-sync"],
+            )
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        setup(&pg)?;
+        pg.try_pg_ctl(&["start"])?;
+        Ok(pg)
+    }
+
+    fn chown(&self, path: &Path) -> Result<(), String> {
+        let ok = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("cannot hand {} to user postgres", path.display()))
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(args).stdin(Stdio::null()).output()
+    }
+
+    fn try_pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let dir = self.dir.to_string_lossy().to_string();
+        let mut opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port, dir
+        );
+        for o in &self.options {
+            opts.push_str(&format!(" -c {o}"));
+        }
+        let log = format!("{dir}/server.log");
+        let mut all = vec![
+            "-D",
+            dir.as_str(),
+            "-o",
+            opts.as_str(),
+            "-l",
+            log.as_str(),
+            "-w",
+        ];
+        all.extend_from_slice(args);
+        let out = self
+            .run("pg_ctl", &all)
+            .map_err(|e| format!("running pg_ctl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl {args:?}: {}{}\nserver log:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
+        }
+    }
+
+    /// Runs `pg_ctl` with the server's settings and `args` (e.g. `["-m", "fast", "restart"]`).
+    ///
+    /// # Panics
+    /// When `pg_ctl` fails (with its output and the server log).
+    pub fn pg_ctl(&self, args: &[&str]) {
+        if let Err(e) = self.try_pg_ctl(args) {
+            panic!("{e}");
+        }
+    }
+
+    /// Writes `contents` to `name` in the data directory, owned by the server's user with
+    /// permissions `mode` (PostgreSQL refuses a key file others can read). Returns its path.
+    pub fn install(&self, name: &str, contents: &[u8], mode: u32) -> Result<PathBuf, String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if self.as_postgres {
+            self.chown(&path)?;
+        }
+        Ok(path)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of the server's Unix socket (the data directory).
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `host=127.0.0.1 port=… user=postgres dbname=postgres`.
+    pub fn connstring(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// The same over the Unix socket (never TLS; `local` lines of `pg_hba.conf`).
+    pub fn socket_connstring(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.display(),
+            self.port
+        )
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let dir = self.dir.to_string_lossy().to_string();
+        let _ = self.run("pg_ctl", &["-D", &dir, "-m", "immediate", "-w", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("free port: {e}"))
+}
+
+/// A [`PrivateServer`] from [`PrivateServer::start_with`]; `None` (with a message) when
+/// PostgreSQL is not installed outside CI.
+///
+/// # Panics
+/// In CI (`CI=true`) when the server cannot be started.
+pub fn private_server(
+    settings: Vec<String>,
+    setup: impl FnOnce(&PrivateServer) -> Result<(), String>,
+) -> Option<PrivateServer> {
+    match PrivateServer::start_with(settings, setup) {
+        Ok(pg) => Some(pg),
+        Err(why) if in_ci() => panic!("this test needs a private PostgreSQL server: {why}"),
+        Err(why) => {
+            eprintln!("skipping: cannot run a private PostgreSQL server: {why}");
+            None
+        }
+    }
 }
 
 impl Drop for TestDatabase {

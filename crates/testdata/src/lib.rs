@@ -7,6 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 /// The environment variable that overrides the location.
 pub const ENV: &str = "TOCSIN_SHARED_DATA";
 

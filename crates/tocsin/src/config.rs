@@ -19,9 +19,9 @@
 //! Clair's other top-level sections (`indexer`, `matcher`, `matchers`, `updaters`, `trace`,
 //! `metrics`, and in v2/v3 files `clair.database`, `clair.api`, `clair.updater`,
 //! `clair.worker`) are accepted and listed in [`Config::ignored_sections`], so users can point
-//! tocsin at their whole Clair file. Clair's top-level `tls` (serve HTTPS) is refused: tocsin
-//! serves plain HTTP, and silently dropping a request for encryption would be worse than
-//! failing.
+//! tocsin at their whole Clair file. Clair's top-level `tls` (serve HTTPS) is honoured on the
+//! HTTP listener and the gRPC listener; `tocsin.tls.client_ca` adds required client
+//! certificates (under `tocsin:` because Clair rejects unknown keys under `tls`).
 //!
 //! Where Clair's behaviour is odd but harmless, it is kept (a `poll_interval` under one second
 //! becomes the default, as in Clair) and a warning says so. The warnings are returned next to
@@ -91,6 +91,9 @@ pub struct Config {
     /// v2/v3 APIs are all served here (v3's gRPC service too, unless
     /// [`Tocsin::grpc_listen_addr`] gives it its own address).
     pub http_listen_addr: ListenAddr,
+    /// HTTPS on every listener (`tls.cert`, `tls.key`, `tocsin.tls.client_ca`); `None` serves
+    /// plain HTTP.
+    pub tls: Option<ServerTls>,
     /// Log level and format (`log_level`, `logging`).
     pub logging: Logging,
     /// Pre-shared-key JWT authentication (`auth.psk`); `None` means no authentication.
@@ -353,6 +356,17 @@ pub struct Logging {
     pub prose: bool,
     /// Leave timestamps out (`logging.omit_timestamps`), for log collectors that add their own.
     pub omit_timestamps: bool,
+}
+
+/// Serving TLS: Clair's `tls.cert`/`tls.key`, and tocsin's `tocsin.tls.client_ca`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// Certificate chain (PEM file), leaf first.
+    pub cert: PathBuf,
+    /// Private key (PEM file).
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs (PEM file).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Pre-shared-key JWT authentication (`auth.psk`).

@@ -1,6 +1,7 @@
 //! `tocsin serve`: composes the store, the engine, the HTTP API (with Clair v3's gRPC service on
-//! the same listener or its own), the update processor, the delivery workers (v4 channel and Clair v2's
-//! webhook) and garbage collection, and stops them together.
+//! the same listener or its own, both over TLS when `tls` is configured), the update processor,
+//! the delivery workers (v4 channel and Clair v2's webhook) and garbage collection, and stops
+//! them together.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,36 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+
+/// How often the TLS certificate, key and client CA files are checked for changes (a rotated
+/// certificate is served to new connections without a restart).
+const TLS_RELOAD_EVERY: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `stop`, over TLS when `tls` is given.
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<tocsin_api::ServerTls>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let shutdown = async move { stop.cancelled().await };
+    match tls {
+        None => tocsin_api::serve(listener, app, shutdown).await,
+        Some(tls) => tocsin_api::serve_tls(listener, tls, app, shutdown).await,
+    }
+}
+
+/// Reads and checks the serving TLS files (`tls`, `tocsin.tls.client_ca`), if configured.
+pub(crate) fn server_tls(cfg: &Config) -> Result<Option<tocsin_api::ServerTls>> {
+    let Some(t) = &cfg.tls else { return Ok(None) };
+    let tls = tocsin_api::ServerTls::load(tocsin_api::ServerTlsFiles {
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+        client_ca: t.client_ca.clone(),
+    })
+    .context("serving TLS (tls.cert, tls.key, tocsin.tls.client_ca)")?;
+    Ok(Some(tls))
+}
 
 /// A running service.
 pub struct Service {
@@ -77,7 +108,9 @@ pub async fn start(
     grpc_listener: Option<tokio::net::TcpListener>,
     metrics: Option<tocsin_api::MetricsRenderer>,
 ) -> Result<Service> {
-    // A channel that cannot be built fails the start before anything is created or migrated.
+    // A certificate or channel that cannot be used fails the start before anything is created
+    // or migrated.
+    let tls = server_tls(cfg)?;
     let deliverer = crate::deliverer(cfg).await?;
     let legacy_webhook = crate::legacy_webhook(cfg).await?;
     let store = crate::open_store(cfg).await?;
@@ -106,22 +139,34 @@ pub async fn start(
                 .local_addr()
                 .context("reading the gRPC listen address")?;
             let app = tocsin_api::grpc_app(state.clone());
-            let token = stop.clone();
+            let (token, grpc_tls) = (stop.clone(), tls.clone());
             tasks.spawn(async move {
-                tocsin_api::serve(grpc_listener, app, async move { token.cancelled().await })
+                serve_on(grpc_listener, app, grpc_tls, token)
                     .await
                     .context("gRPC server")
             });
-            tracing::info!(addr = %grpc_addr, "Clair v3 gRPC service on its own listener");
+            tracing::info!(addr = %grpc_addr, tls = tls.is_some(), "Clair v3 gRPC service on its own listener");
             tocsin_api::http_app(state)
         }
     };
-    let token = stop.clone();
+    let (token, http_tls) = (stop.clone(), tls.clone());
     tasks.spawn(async move {
-        tocsin_api::serve(listener, http, async move { token.cancelled().await })
+        serve_on(listener, http, http_tls, token)
             .await
             .context("HTTP server")
     });
+    if let Some(tls) = &tls {
+        tracing::info!(
+            cert = %tls.files().cert.display(),
+            client_certificates = tls.requires_client_certificates(),
+            "serving TLS (ALPN h2 and http/1.1)"
+        );
+        let (tls, token) = (tls.clone(), stop.clone());
+        tasks.spawn(async move {
+            tls.watch(TLS_RELOAD_EVERY, token.cancelled()).await;
+            Ok(())
+        });
+    }
 
     // Work done by other processes sharing the store (imports, sets, manifest changes) wakes
     // this one at once instead of at its next interval.
@@ -210,6 +255,6 @@ pub async fn start(
         }
     });
 
-    tracing::info!(%addr, "tocsin serving");
+    tracing::info!(%addr, tls = tls.is_some(), "tocsin serving");
     Ok(Service { stop, tasks })
 }

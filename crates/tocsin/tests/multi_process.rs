@@ -26,7 +26,7 @@ use axum::extract::State;
 use axum::routing::post;
 use tocsin_model::notification::ReceiptStatus;
 use tocsin_store::Store;
-use tocsin_store_postgres::testing::{in_ci, throwaway_database, TestDatabase};
+use tocsin_store_postgres::testing::{private_server, throwaway_database, TestDatabase};
 use tocsin_store_postgres::{PgOptions, PgStore};
 use uuid::Uuid;
 
@@ -469,135 +469,14 @@ async fn a_killed_process_work_is_finished_by_the_others() {
     assert!(hits.iter().skip(1).all(|h| h.from_port != first.from_port));
 }
 
-// ---- a private PostgreSQL server, to restart at will ---------------------------------------------
-
-struct PrivatePg {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    as_postgres: bool,
-}
-
-impl PrivatePg {
-    fn run(&self, tool: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
-        let exe = self.bin.join(tool);
-        let mut cmd = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        };
-        cmd.args(args).stdin(Stdio::null()).output()
-    }
-
-    fn pg_ctl(&self, args: &[&str]) {
-        let dir = self.dir.to_string_lossy().to_string();
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port, dir
-        );
-        let log = format!("{dir}/server.log");
-        let mut all = vec![
-            "-D",
-            dir.as_str(),
-            "-o",
-            opts.as_str(),
-            "-l",
-            log.as_str(),
-            "-w",
-        ];
-        all.extend_from_slice(args);
-        let out = self.run("pg_ctl", &all).expect("running pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// initdb + start, or why not.
-    fn start() -> Result<PrivatePg, String> {
-        let versions = std::fs::read_dir("/usr/lib/postgresql")
-            .map_err(|e| format!("no PostgreSQL server binaries in /usr/lib/postgresql: {e}"))?;
-        let mut bins: Vec<PathBuf> = versions
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .filter(|b| b.join("initdb").exists())
-            .collect();
-        bins.sort();
-        let bin = bins
-            .pop()
-            .ok_or("no initdb under /usr/lib/postgresql/*/bin")?;
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .unwrap_or(false);
-        let dir = std::env::temp_dir().join(format!("tocsin-pg-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        if root {
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if !ok {
-                return Err("cannot hand a data directory to user postgres".into());
-            }
-        }
-        let pg = PrivatePg {
-            bin,
-            dir: dir.join("data"),
-            port: free_port(),
-            as_postgres: root,
-        };
-        let d = pg.dir.to_string_lossy().to_string();
-        let out = pg
-            .run(
-                "initdb",
-                &["-D", &d, "-A", "trust", "-U", "postgres", "--no-sync"],
-            )
-            .map_err(|e| format!("initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-        pg.pg_ctl(&["start"]);
-        Ok(pg)
-    }
-
-    fn connstring(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            self.port
-        )
-    }
-}
-
-impl Drop for PrivatePg {
-    fn drop(&mut self) {
-        let dir = self.dir.to_string_lossy().to_string();
-        let _ = self.run("pg_ctl", &["-D", &dir, "-m", "immediate", "-w", "stop"]);
-        if let Some(parent) = self.dir.parent() {
-            let _ = std::fs::remove_dir_all(parent);
-        }
-    }
-}
-
 /// PostgreSQL restarts while two processes work: they reconnect (pool and LISTEN connection) and
 /// carry on; everything imported is processed once and delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_reconnect_after_postgres_restarts() {
     let Some(data) = shared_data() else { return };
-    let pg = match PrivatePg::start() {
-        Ok(pg) => pg,
-        Err(why) if in_ci() => panic!("the restart test needs a private PostgreSQL: {why}"),
-        Err(why) => {
-            eprintln!("skipping: cannot run a private PostgreSQL server: {why}");
-            return;
-        }
+    // A server of its own, to restart at will (other test binaries use the shared one).
+    let Some(pg) = private_server(Vec::new(), |_| Ok(())) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let (target, target_addr) = start_target().await;

@@ -19,7 +19,7 @@ use super::{FirstUpdate, LogLevel};
 use crate::duration::GoDuration;
 
 /// The whole file. Clair's other top-level sections are kept opaque so a full Clair
-/// configuration loads; `tls` is kept only to reject it with a clear message.
+/// configuration loads.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
@@ -32,7 +32,8 @@ pub(super) struct RawConfig {
     pub tocsin: Option<RawTocsin>,
     /// Clair v2/v3 files put everything under `clair:`.
     pub clair: Option<RawLegacyRoot>,
-    pub tls: Option<Value>,
+    /// Clair's `tls` (serve HTTPS): the same three keys as the brokers' `tls`.
+    pub tls: Option<RawTls>,
     pub indexer: Option<Value>,
     pub matcher: Option<Value>,
     pub matchers: Option<Value>,
@@ -150,6 +151,14 @@ pub(super) struct RawTocsin {
     pub process_interval: Option<GoDuration>,
     pub delivery: Option<RawDelivery>,
     pub max_body_size: Option<ByteSize>,
+    pub tls: Option<RawTocsinTls>,
+}
+
+/// tocsin's additions to serving TLS; here because Clair rejects unknown keys under `tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTocsinTls {
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -882,9 +882,83 @@ fn signed_is_accepted_and_ignored_with_a_warning() {
 }
 
 #[test]
-fn clair_tls_listener_section_is_refused() {
-    let p = problems("tls:\n  cert: /etc/clair/tls.crt\n  key: /etc/clair/tls.key\n");
-    assert!(has_problem(&p, "tls", "does not serve HTTPS"), "{p:?}");
+fn clair_tls_section_serves_https() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let [cert, key, ca] = ["tls.crt", "tls.key", "clients.pem"].map(|n| dir.path().join(n));
+    for f in [&cert, &key, &ca] {
+        if let Err(e) = std::fs::write(f, "-----BEGIN TEST-----\n") {
+            panic!("writing {}: {e}", f.display());
+        }
+    }
+    // Clair's section as Clair writes it, root_ca included (accepted, unused, with a warning).
+    let yaml = format!(
+        "tls:\n  cert: {}\n  key: {}\n  root_ca: /etc/ssl/clair-ca.pem\n",
+        cert.display(),
+        key.display()
+    );
+    let (config, warnings) = ok(&yaml);
+    assert_eq!(
+        config.tls,
+        Some(ServerTls {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None
+        })
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("tls.root_ca: accepted and not used")),
+        "{warnings:?}"
+    );
+    // Client certificates: tocsin's own key.
+    let (config, _) = ok(&format!(
+        "{yaml}tocsin:\n  tls:\n    client_ca: {}\n",
+        ca.display()
+    ));
+    assert_eq!(config.tls.and_then(|t| t.client_ca), Some(ca.clone()));
+    // No tls section: plain HTTP.
+    assert_eq!(ok("http_listen_addr: :6060\n").0.tls, None);
+
+    // Both files are required (Clair fails at start on `tls: {}` too), and must exist.
+    let p = problems("tls: {}\n");
+    assert!(has_problem(&p, "tls.cert", "is required"), "{p:?}");
+    assert!(has_problem(&p, "tls.key", "is required"), "{p:?}");
+    let p = problems(&format!(
+        "tls:\n  cert: {}\n  key: {}\n",
+        cert.display(),
+        dir.path().join("missing.key").display()
+    ));
+    assert!(has_problem(&p, "tls.key", "cannot read"), "{p:?}");
+    // A client CA without TLS is a mistake, not a no-op.
+    let p = problems(&format!(
+        "tocsin:\n  tls:\n    client_ca: {}\n",
+        ca.display()
+    ));
+    assert!(has_problem(&p, "tocsin.tls.client_ca", "tls.cert"), "{p:?}");
+    // Unknown keys under tls are refused, as in Clair.
+    let (message, _) = parse_error("tls:\n  certificate: x\n");
+    assert!(message.contains("unknown field `certificate`"), "{message}");
+}
+
+#[test]
+fn clair_v3_api_tls_files_are_named_in_a_warning() {
+    let (config, warnings) = ok("clair:\n  api:\n    addr: 0.0.0.0:6060\n    certfile: /etc/clair/api.crt\n    keyfile: ''\n");
+    assert_eq!(config.tls, None);
+    assert_eq!(config.ignored_sections, ["clair.api"]);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("clair.api.certfile: ignored")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("keyfile")),
+        "{warnings:?}"
+    );
 }
 
 #[test]

@@ -724,6 +724,40 @@ fn legacy_webhook(c: &mut Checker, raw: RawLegacyNotifier) -> Option<LegacyWebho
     })
 }
 
+/// Clair's `tls` (serve HTTPS) and tocsin's `tocsin.tls.client_ca`.
+fn server_tls(
+    c: &mut Checker,
+    raw: Option<RawTls>,
+    client_ca: Option<String>,
+) -> Option<ServerTls> {
+    let Some(raw) = raw else {
+        if client_ca.is_some() {
+            c.problem(
+                "tocsin.tls.client_ca",
+                "client certificates are asked for over TLS only: set tls.cert and tls.key too",
+            );
+        }
+        return None;
+    };
+    if non_empty(raw.root_ca).is_some() {
+        c.warn(
+            "tls.root_ca",
+            "accepted and not used: a server does not need it (Clair ignores it when serving too, and deprecates it); to require client certificates set tocsin.tls.client_ca",
+        );
+    }
+    // Clair requires both (its `tls: {}` fails at start); so does tocsin, with the reason.
+    let cert = c.required("tls.cert", raw.cert);
+    let key = c.required("tls.key", raw.key);
+    let cert = cert.and_then(|p| c.existing_file("tls.cert", p));
+    let key = key.and_then(|p| c.existing_file("tls.key", p));
+    let client_ca = client_ca.map(|p| c.existing_file("tocsin.tls.client_ca", p));
+    Some(ServerTls {
+        cert: cert?,
+        key: key?,
+        client_ca: client_ca.flatten(),
+    })
+}
+
 fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsin {
     let raw_delivery = raw.delivery.unwrap_or_default();
     let timeout = c.positive(
@@ -854,12 +888,6 @@ pub(super) fn validate(
     let mut c = Checker::default();
     let mut ignored = Vec::new();
 
-    if raw.tls.is_some() {
-        c.problem(
-            "tls",
-            "tocsin does not serve HTTPS itself: terminate TLS in front of it (a reverse proxy or ingress) and remove this section",
-        );
-    }
     for (name, section) in [
         ("indexer", &raw.indexer),
         ("matcher", &raw.matcher),
@@ -961,10 +989,28 @@ pub(super) fn validate(
                     ignored.push(name.to_owned());
                 }
             }
+            // Clair v3 served its gRPC API over TLS with these; tocsin's listeners take theirs
+            // from `tls`, so say that the files here are not used.
+            if let Some(api) = &root.api {
+                for k in ["certfile", "keyfile", "cafile"] {
+                    if api
+                        .get(k)
+                        .and_then(serde_yaml_ng::Value::as_str)
+                        .is_some_and(|v| !v.is_empty())
+                    {
+                        c.warn(
+                            &format!("clair.api.{k}"),
+                            "ignored with the rest of clair.api: tocsin serves TLS with tls.cert and tls.key (and requires client certificates with tocsin.tls.client_ca)",
+                        );
+                    }
+                }
+            }
             root.notifier.and_then(|n| legacy_webhook(&mut c, n))
         }
     };
 
+    let client_ca = raw_tocsin.tls.take().and_then(|t| non_empty(t.client_ca));
+    let tls = server_tls(&mut c, raw.tls, client_ca);
     let tocsin = tocsin(&mut c, raw_tocsin, delivery_interval);
     if let Some(grpc) = &tocsin.grpc_listen_addr {
         // Port 0 asks the system for a free port: two of those never collide.
@@ -987,6 +1033,7 @@ pub(super) fn validate(
     Ok((
         Config {
             http_listen_addr,
+            tls,
             logging,
             psk,
             storage,

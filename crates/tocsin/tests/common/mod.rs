@@ -251,7 +251,13 @@ impl Server {
 
     /// Waits until `/readyz` answers 200; panics with the log when the process exits first.
     pub async fn ready(&mut self) {
-        let http = client();
+        let base = self.base.clone();
+        self.ready_at(&client(), &base).await
+    }
+
+    /// [`ready`](Self::ready) through `http` at `base` (an HTTPS server needs a client that
+    /// trusts its certificate).
+    pub async fn ready_at(&mut self, http: &reqwest::Client, base: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self
@@ -264,7 +270,7 @@ impl Server {
                     self.log_tail()
                 );
             }
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await {
+            if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
                 if r.status().is_success() {
                     return;
                 }
@@ -310,7 +316,10 @@ impl Server {
         }
         let _ = c.kill();
         let _ = c.wait();
-        panic!("tocsin serve did not stop on SIGTERM within 20 s");
+        panic!(
+            "tocsin serve did not stop on SIGTERM within 20 s; log:\n{}",
+            self.log_tail()
+        );
     }
 
     /// The current process's log (JSON lines) so far.
