@@ -65,9 +65,11 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let body = serde_json::json!({ "code": code, "message": message }).to_string();
-        let mut resp =
-            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-        if matches!(self, ApiError::Unavailable(_) | ApiError::InsufficientStorage(_)) {
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if matches!(
+            self,
+            ApiError::Unavailable(_) | ApiError::InsufficientStorage(_)
+        ) {
             // Both clear up by themselves (a lock released, space freed): say when to look again.
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("10"));

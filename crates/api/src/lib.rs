@@ -17,6 +17,7 @@ mod error;
 mod feeds;
 mod manifests;
 mod ops;
+mod server;
 pub mod tls;
 pub mod v2;
 pub mod v3;
@@ -33,6 +34,7 @@ use axum::Router;
 use tocsin_engine::Engine;
 
 pub use error::ApiError;
+pub use server::{serve_with, ConnectionLimits, UploadLimits};
 pub use tls::{ServerTls, ServerTlsFiles, TlsError, TlsListener};
 
 /// Checks a bearer token; `Err` carries the reason for the 401.
@@ -52,6 +54,8 @@ pub struct AppState {
     pub metrics: Option<MetricsRenderer>,
     /// Largest accepted request body, in bytes.
     pub max_body: usize,
+    /// How many request bodies may be received at once, and how fast.
+    pub uploads: UploadLimits,
 }
 
 /// The whole HTTP application.
@@ -127,6 +131,10 @@ fn build(state: AppState, with_grpc: bool) -> Router {
             clair_error_bodies,
         ))
         .layer(DefaultBodyLimit::max(state.max_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            server::guard_uploads,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -195,9 +203,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, app, ConnectionLimits::default(), shutdown).await
 }
 
 /// [`serve`] over TLS: HTTPS, and gRPC over TLS (ALPN `h2`), on the same listener.
@@ -207,7 +213,11 @@ pub async fn serve_tls(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(TlsListener::new(listener, tls)?, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(
+        TlsListener::new(listener, tls)?,
+        app,
+        ConnectionLimits::default(),
+        shutdown,
+    )
+    .await
 }

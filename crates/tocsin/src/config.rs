@@ -74,6 +74,12 @@ pub const DEFAULT_WORKERS: usize = 4;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
 /// `tocsin.max_body_size` when none is given: 256 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 256 << 20;
+/// `tocsin.header_read_timeout` when none is given (hyper's own default).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// `tocsin.upload_timeout` when none is given: a 256 MiB body at ~450 KiB/s.
+pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// `tocsin.max_concurrent_uploads` when none is given.
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 4;
 /// `clair.notifier.attempts` when none is given (Clair v2's default).
 pub const DEFAULT_LEGACY_ATTEMPTS: u32 = 5;
 /// `clair.notifier.renotifyinterval` when none is given (Clair v2's default).
@@ -641,6 +647,13 @@ pub struct Tocsin {
     pub delivery: DeliveryTuning,
     /// Largest accepted request body, in bytes.
     pub max_body_size: u64,
+    /// How long a client may take to send a request's headers (and an idle keep-alive
+    /// connection stays open).
+    pub header_read_timeout: Duration,
+    /// How long one request body may take to arrive.
+    pub upload_timeout: Duration,
+    /// How many request bodies are received at once.
+    pub max_concurrent_uploads: usize,
 }
 
 /// Delivery timeouts, backoff and concurrency (`tocsin.delivery`).

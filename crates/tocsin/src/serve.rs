@@ -16,17 +16,22 @@ use crate::config::Config;
 /// certificate is served to new connections without a restart).
 const TLS_RELOAD_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `stop`, over TLS when `tls` is given.
+/// Serves `app` on `listener` until `stop`, over TLS when `tls` is given, with `limits` on every
+/// connection.
 async fn serve_on(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     tls: Option<tocsin_api::ServerTls>,
+    limits: tocsin_api::ConnectionLimits,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let shutdown = async move { stop.cancelled().await };
     match tls {
-        None => tocsin_api::serve(listener, app, shutdown).await,
-        Some(tls) => tocsin_api::serve_tls(listener, tls, app, shutdown).await,
+        None => tocsin_api::serve_with(listener, app, limits, shutdown).await,
+        Some(tls) => {
+            let listener = tocsin_api::TlsListener::new(listener, tls)?;
+            tocsin_api::serve_with(listener, app, limits, shutdown).await
+        }
     }
 }
 
@@ -131,6 +136,14 @@ pub async fn start(
         auth: crate::token_verifier(cfg),
         metrics,
         max_body: usize::try_from(cfg.tocsin.max_body_size).unwrap_or(usize::MAX),
+        uploads: tocsin_api::UploadLimits::new(
+            cfg.tocsin.max_concurrent_uploads,
+            cfg.tocsin.upload_timeout,
+        ),
+    };
+    let limits = tocsin_api::ConnectionLimits {
+        header_read_timeout: cfg.tocsin.header_read_timeout,
+        ..tocsin_api::ConnectionLimits::default()
     };
     let http = match grpc_listener {
         None => tocsin_api::app(state),
@@ -139,9 +152,9 @@ pub async fn start(
                 .local_addr()
                 .context("reading the gRPC listen address")?;
             let app = tocsin_api::grpc_app(state.clone());
-            let (token, grpc_tls) = (stop.clone(), tls.clone());
+            let (token, grpc_tls, grpc_limits) = (stop.clone(), tls.clone(), limits.clone());
             tasks.spawn(async move {
-                serve_on(grpc_listener, app, grpc_tls, token)
+                serve_on(grpc_listener, app, grpc_tls, grpc_limits, token)
                     .await
                     .context("gRPC server")
             });
@@ -151,7 +164,7 @@ pub async fn start(
     };
     let (token, http_tls) = (stop.clone(), tls.clone());
     tasks.spawn(async move {
-        serve_on(listener, http, http_tls, token)
+        serve_on(listener, http, http_tls, limits, token)
             .await
             .context("HTTP server")
     });

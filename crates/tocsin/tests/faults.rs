@@ -171,13 +171,21 @@ async fn a_full_disk_fails_writes_cleanly_and_recovers_by_itself() {
 
     // Reads are served, and nothing of the failed writes shows.
     let r = http.get(&sbom_url).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 404, "the refused manifest must not exist");
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "the refused manifest must not exist"
+    );
     let r = http
         .get(format!("{base}/api/v1/manifests/{tansu_digest}"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "an earlier manifest is still served");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "an earlier manifest is still served"
+    );
     let updaters = get_json(&http, &format!("{base}/api/v1/updaters")).await;
     assert_eq!(updaters_ops(&updaters, "osv/crates.io"), 0, "{updaters}");
     let r = http.get(format!("{base}/healthz")).send().await.unwrap();
@@ -186,12 +194,22 @@ async fn a_full_disk_fails_writes_cleanly_and_recovers_by_itself() {
     // Space comes back: the same requests go through, without a restart.
     std::fs::remove_file(&filler).unwrap();
     let (status, v) = put(&http, &sbom_url, sbom).await;
-    assert!((200..300).contains(&status), "after freeing space: {status} {v}");
+    assert!(
+        (200..300).contains(&status),
+        "after freeing space: {status} {v}"
+    );
     let (status, v) = put(&http, &snap_url, read(&snapshot)).await;
-    assert!((200..300).contains(&status), "after freeing space: {status} {v}");
+    assert!(
+        (200..300).contains(&status),
+        "after freeing space: {status} {v}"
+    );
     wait_processed(&http, &base, "osv/crates.io").await;
     let sets = common::notification_sets(&http, &base).await;
-    assert_eq!(sets.len(), 1, "the import notifies tansu's advisories once: {sets:?}");
+    assert_eq!(
+        sets.len(),
+        1,
+        "the import notifies tansu's advisories once: {sets:?}"
+    );
     assert_eq!(server.starts, 1);
 }
 
@@ -223,7 +241,10 @@ async fn a_second_process_holding_the_database_gets_a_clear_busy_answer() {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 503, "a write while another process holds the lock: {v}");
+    assert_eq!(
+        status, 503,
+        "a write while another process holds the lock: {v}"
+    );
     assert_eq!(v["code"], "unavailable");
     let msg = v["message"].as_str().unwrap_or_default();
     assert!(msg.contains("locked by another process"), "{msg}");
@@ -241,10 +262,153 @@ async fn a_second_process_holding_the_database_gets_a_clear_busy_answer() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let r = http.get(&url).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 404, "nothing of the refused write exists");
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "nothing of the refused write exists"
+    );
 
     db.execute_batch("ROLLBACK").unwrap();
     drop(db);
     let (status, v) = put(&http, &url, tansu).await;
-    assert!((200..300).contains(&status), "after the lock is released: {status} {v}");
+    assert!(
+        (200..300).contains(&status),
+        "after the lock is released: {status} {v}"
+    );
+}
+
+/// A `tocsin serve` with short client bounds, for the slow-client tests.
+async fn bounded_server(work: &Path) -> Server {
+    let port = common::free_port();
+    let mut yaml = ConfigSpec::new(port, &work.join("data")).yaml();
+    yaml.push_str("  header_read_timeout: 1s\n  upload_timeout: 2s\n  max_concurrent_uploads: 1\n");
+    let cfg = work.join("tocsin.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let mut server = Server::start(&cfg, port, &work.join("tocsin.log"), &[]);
+    server.ready().await;
+    server
+}
+
+fn addr(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_string()
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns what it sent.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(limit, s.read_to_end(&mut buf)).await;
+    match r {
+        Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_cannot_take_the_server() {
+    use tokio::io::AsyncWriteExt as _;
+    let work = tempfile::tempdir().unwrap();
+    let server = bounded_server(work.path()).await;
+    let http = client();
+    let base = server.base.clone();
+
+    // Headers trickled and never finished: the connection is closed after the header timeout.
+    let mut slow_headers = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    slow_headers
+        .write_all(b"GET /api/v1/manifests HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let closed = read_until_closed(&mut slow_headers, Duration::from_secs(10)).await;
+    assert!(
+        closed.is_some(),
+        "a connection whose headers never end is closed (header_read_timeout 1s)"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // An idle connection that never sends a request is closed too.
+    let mut idle = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    assert!(
+        read_until_closed(&mut idle, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "an idle connection is closed"
+    );
+
+    // A body trickled slower than the upload timeout: 408, and its upload slot is freed.
+    let mut trickle = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    let digest = "ef".repeat(32);
+    trickle
+        .write_all(
+            format!(
+                "PUT /api/v1/manifests/sha256:{digest} HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // While it holds the only upload slot, another upload is refused at once with 503 …
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = http
+        .put(format!(
+            "{base}/api/v1/manifests/sha256:{}",
+            "12".repeat(32)
+        ))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503, "the upload slots are taken");
+    assert!(r.headers().get("retry-after").is_some());
+    // … and reads are served as usual.
+    let r = http
+        .get(format!("{base}/api/v1/manifests"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    for _ in 0..12 {
+        if trickle.write_all(b" ").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let answer = read_until_closed(&mut trickle, Duration::from_secs(10))
+        .await
+        .expect("the server answers and closes the trickled upload");
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "a body slower than upload_timeout gets 408: {answer}"
+    );
+    assert!(answer.contains("tocsin.upload_timeout"), "{answer}");
+    let r = http
+        .get(format!("{base}/api/v1/manifests/sha256:{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "nothing of it is stored");
+
+    // The slot is free again: a normal upload goes through.
+    let (status, v) = put(
+        &http,
+        &format!("{base}/api/v1/manifests/sha256:{}", "34".repeat(32)),
+        read(&work_file(work.path())),
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {v}");
+}
+
+/// A small real inventory, or a minimal IndexReport when the shared data is absent.
+fn work_file(dir: &Path) -> std::path::PathBuf {
+    if let Some(data) = shared_data() {
+        return data.join("inventories/cargo/tansu.Cargo.lock");
+    }
+    let p = dir.join("min.json");
+    std::fs::write(
+        &p,
+        r#"{"manifest_hash":"","packages":{},"environments":{}}"#,
+    )
+    .unwrap();
+    p
 }

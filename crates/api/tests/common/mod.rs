@@ -61,6 +61,7 @@ impl TestApp {
             auth: o.auth,
             metrics: o.metrics,
             max_body: MAX_BODY,
+            uploads: Default::default(),
         });
         TestApp {
             router,

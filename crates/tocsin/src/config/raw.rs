@@ -151,6 +151,9 @@ pub(super) struct RawTocsin {
     pub process_interval: Option<GoDuration>,
     pub delivery: Option<RawDelivery>,
     pub max_body_size: Option<ByteSize>,
+    pub header_read_timeout: Option<GoDuration>,
+    pub upload_timeout: Option<GoDuration>,
+    pub max_concurrent_uploads: Option<u64>,
     pub tls: Option<RawTocsinTls>,
 }
 

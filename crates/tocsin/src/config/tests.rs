@@ -333,6 +333,9 @@ fn no_file_means_defaults() {
                 persistent: true,
             },
             max_body_size: 256 << 20,
+            header_read_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(600),
+            max_concurrent_uploads: 4,
         }
     );
     assert!(!config.test_mode);

@@ -832,6 +832,16 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
         }
         Some(raw::ByteSize(n)) => n,
     };
+    let max_concurrent_uploads = match raw.max_concurrent_uploads {
+        None => DEFAULT_MAX_CONCURRENT_UPLOADS,
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                c.problem("tocsin.max_concurrent_uploads", "must be at least 1");
+                DEFAULT_MAX_CONCURRENT_UPLOADS
+            }
+        },
+    };
     let legacy_layer_label = match raw.legacy_layer_label {
         Some(l) if l.trim().is_empty() || l.contains('=') => {
             c.problem(
@@ -877,6 +887,17 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
             persistent: raw_delivery.persistent.is_none_or(|b| b.0),
         },
         max_body_size,
+        header_read_timeout: c.positive(
+            "tocsin.header_read_timeout",
+            raw.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        ),
+        upload_timeout: c.positive(
+            "tocsin.upload_timeout",
+            raw.upload_timeout,
+            DEFAULT_UPLOAD_TIMEOUT,
+        ),
+        max_concurrent_uploads,
     }
 }
 
