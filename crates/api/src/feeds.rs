@@ -80,7 +80,8 @@ pub async fn put_snapshot(
         .map(|p| {
             serde_json::json!({
                 "updater": p.updater, "operation": p.operation, "changes": p.changes,
-                "notification_id": p.set, "entries": p.entries, "manifests": p.manifests,
+                "notification_id": p.set, "entries": p.entries, "legacy": p.legacy,
+                "manifests": p.manifests,
             })
         })
         .collect();
