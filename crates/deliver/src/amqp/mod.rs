@@ -66,8 +66,8 @@ pub struct AmqpExchange {
     pub auto_delete: bool,
 }
 
-/// Settings of an [`AmqpDeliverer`].
-#[derive(Clone, Debug)]
+/// Settings of an [`AmqpDeliverer`]. `Debug` hides the URIs' passwords.
+#[derive(Clone)]
 pub struct AmqpConfig {
     /// The channel name (outbox key), normally `amqp`.
     pub channel: String,
@@ -90,6 +90,24 @@ pub struct AmqpConfig {
     pub timeout: Duration,
     /// The `connection_name` client property, shown by the broker's management tools.
     pub connection_name: String,
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uris: Vec<String> = self.uris.iter().map(|u| redact(u)).collect();
+        f.debug_struct("AmqpConfig")
+            .field("channel", &self.channel)
+            .field("uris", &uris)
+            .field("exchange", &self.exchange)
+            .field("routing_key", &self.routing_key)
+            .field("mode", &self.mode)
+            .field("tls", &self.tls)
+            .field("persistent", &self.persistent)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("connection_name", &self.connection_name)
+            .finish()
+    }
 }
 
 impl AmqpConfig {
@@ -161,10 +179,20 @@ impl AmqpConfig {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 struct AmqpTls {
     cert_chain: Option<String>,
     identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for AmqpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The identity holds a private key.
+        f.debug_struct("AmqpTls")
+            .field("cert_chain", &self.cert_chain.as_ref().map(String::len))
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
 }
 
 impl AmqpTls {
@@ -493,7 +521,7 @@ impl Deliverer for AmqpDeliverer {
 }
 
 /// `uri` with any password replaced, for logs and attempt errors.
-pub(crate) fn redact(uri: &str) -> String {
+pub fn redact(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return uri.to_owned();
     };
