@@ -134,14 +134,16 @@ fn build(state: AppState, with_grpc: bool) -> Router {
     router
         .fallback(fallback)
         .layer(middleware::from_fn(bound_request_head))
+        // Extractors stop at the limit; the wrapper bounds whatever reads a body itself (the gRPC
+        // service would otherwise drain a request body of any length) and refuses a larger
+        // Content-Length before reading anything.
+        .layer(DefaultBodyLimit::max(state.max_body))
+        .layer(RequestBodyLimitLayer::new(state.max_body))
+        // Outside the limits, so that their refusals get the family's error body too.
         .layer(middleware::map_response_with_state(
             state.clone(),
             error_bodies,
         ))
-        // Extractors stop at the limit; the wrapper bounds whatever reads a body itself (the gRPC
-        // service would otherwise drain a request body of any length).
-        .layer(DefaultBodyLimit::max(state.max_body))
-        .layer(RequestBodyLimitLayer::new(state.max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
