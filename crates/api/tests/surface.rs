@@ -183,6 +183,57 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
     }
 }
 
+/// The README's HTTP API table names the same paths and methods as the document.
+#[tokio::test]
+async fn the_readme_lists_the_documented_routes() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .expect("reading README.md");
+    let section = readme
+        .split("## HTTP API")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has an HTTP API section");
+    let mut listed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let first_cell = row.split(" | ").next().unwrap_or_default();
+        for chunk in first_cell.split('`').skip(1).step_by(2) {
+            let Some((methods, path)) = chunk.split_once(' ') else {
+                panic!("README route {chunk:?} names no method");
+            };
+            let path = path.split(['?', '[']).next().unwrap_or_default();
+            listed
+                .entry(path.to_string())
+                .or_default()
+                .extend(methods.split('/').map(str::to_ascii_lowercase));
+        }
+    }
+    let app = TestApp::new().await;
+    let doc = app.get("/openapi.json").await.expect(StatusCode::OK);
+    let documented: BTreeMap<String, BTreeSet<String>> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .map(|(p, item)| {
+            let methods = item
+                .as_object()
+                .map(|o| {
+                    o.keys()
+                        .filter(|k| HTTP_METHODS.contains(&k.as_str()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            (p.clone(), methods)
+        })
+        .collect();
+    assert_eq!(
+        listed, documented,
+        "README's HTTP API table vs the OpenAPI document"
+    );
+}
+
 #[tokio::test]
 async fn with_a_psk_every_route_and_method_refuses_a_request_without_a_valid_token() {
     let key = key();
