@@ -136,6 +136,30 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
                 }
                 Access::Psk => assert!(op.get("security").is_none(), "{m} {}", r.path),
             }
+            // Every refusal any route can answer is documented, in the family's error shape.
+            let responses = op["responses"].as_object().expect("responses");
+            let mut refusals = vec!["405", "413", "414", "431", "500"];
+            if r.access == Access::Psk {
+                refusals.push("401");
+            }
+            // Response components are named by family: `V2…`, `Gateway…`, Clair's unprefixed.
+            let in_family = |name: &str| match r.family {
+                Family::V2 => name.starts_with("V2"),
+                Family::Gateway => name.starts_with("Gateway"),
+                _ => !name.starts_with("V2") && !name.starts_with("Gateway"),
+            };
+            for status in refusals {
+                let reference = responses
+                    .get(status)
+                    .and_then(|v| v["$ref"].as_str())
+                    .unwrap_or_else(|| panic!("{m} {} does not document {status}", r.path));
+                let name = reference.rsplit('/').next().unwrap_or_default();
+                assert!(
+                    in_family(name),
+                    "{m} {} documents {status} as {name}",
+                    r.path
+                );
+            }
         }
     }
 
