@@ -35,6 +35,21 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The error for an HTTP status; statuses without a variant of their own are answered as
+    /// `bad-request` (4xx) or `internal-error` (5xx) by [`crate::Family::error`], which keeps the
+    /// status itself.
+    pub fn for_status(status: StatusCode, message: String) -> ApiError {
+        match status {
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized(message),
+            StatusCode::NOT_FOUND => ApiError::NotFound(message),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(message),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
+            s if s.is_server_error() => ApiError::Internal(message),
+            _ => ApiError::BadRequest(message),
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),

@@ -24,26 +24,29 @@ fn split(rest: &str, want: &str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-/// Updater names: letters, digits and `._-/:`; no empty segments.
+/// Updater names: at most 200 of letters, digits and `._-/:`, in `/`-separated segments that
+/// are neither empty nor dots alone (`.` and `..` would be resolved away by URL clients). The
+/// OpenAPI document's `UpdaterName` pattern says the same.
 pub fn validate_updater_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c))
-        && !name.split('/').any(str::is_empty);
+        && !name.split('/').any(|seg| seg.bytes().all(|b| b == b'.'));
     if ok {
         Ok(())
     } else {
         Err(ApiError::BadRequest(format!(
-            "updater name {name:?} must be letters, digits and ._-/: without empty segments"
+            "updater name {name:?} must be at most 200 letters, digits and ._-/: in segments \
+             that are neither empty nor only dots"
         )))
     }
 }
 
 /// `PUT /api/v1/updaters/{name}/snapshot`: imports a snapshot (tar.gz, zip, or a JSON array of
 /// OSV records or claircore vulnerabilities), all-or-nothing, then processes it.
-pub async fn put_updater_path(
+pub async fn put_snapshot(
     State(state): State<AppState>,
     Path(rest): Path<String>,
     body: Bytes,
@@ -77,7 +80,8 @@ pub async fn put_updater_path(
         .map(|p| {
             serde_json::json!({
                 "updater": p.updater, "operation": p.operation, "changes": p.changes,
-                "notification_id": p.set, "entries": p.entries, "manifests": p.manifests,
+                "notification_id": p.set, "entries": p.entries, "legacy": p.legacy,
+                "manifests": p.manifests,
             })
         })
         .collect();
@@ -94,7 +98,7 @@ pub async fn put_updater_path(
 }
 
 /// `GET /api/v1/updaters/{name}/operations`: newest first.
-pub async fn get_updater_path(
+pub async fn get_operations(
     State(state): State<AppState>,
     Path(rest): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -124,5 +128,11 @@ mod tests {
         assert!(split("osv/go/other", "snapshot").is_err());
         assert!(validate_updater_name("osv/crates.io").is_ok());
         assert!(validate_updater_name("bad name").is_err());
+        for dots in [".", "..", "osv/..", "./go", "osv/.../go"] {
+            assert!(validate_updater_name(dots).is_err(), "{dots}");
+        }
+        assert!(validate_updater_name("osv/.go").is_ok());
+        assert!(validate_updater_name(&"a".repeat(200)).is_ok());
+        assert!(validate_updater_name(&"a".repeat(201)).is_err());
     }
 }

@@ -153,7 +153,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = crate::ops::page_limit(q.limit)?;
     let after = q.after.as_deref().map(parse_digest).transpose()?;
     let mut items = state
         .engine

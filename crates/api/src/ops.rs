@@ -1,6 +1,6 @@
 //! Operations endpoints, notification-set listing, and the fallbacks.
 use axum::extract::{Path, Query, State};
-use axum::http::{header, Uri};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -53,6 +53,20 @@ pub async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// Largest page of tocsin's own listings.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// A listing's `limit`: 100 when absent, else 1 to [`MAX_LIST_LIMIT`].
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=MAX_LIST_LIMIT) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit {n} is not between 1 and {MAX_LIST_LIMIT}"
+        ))),
+    }
+}
+
 /// Listing parameters of notification sets.
 #[derive(Debug, Deserialize)]
 pub struct SetsQuery {
@@ -85,7 +99,21 @@ pub async fn list_sets(
                 .map_err(|_| ApiError::BadRequest(format!("after {a:?} is not a UUID")))
         })
         .transpose()?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_limit(q.limit)?;
+    if let Some(after) = after {
+        // A position the listing cannot have handed out: no such set (any more).
+        if state
+            .engine
+            .store()
+            .notification_set(after)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::NotFound(format!(
+                "after: notification set {after} not found"
+            )));
+        }
+    }
     let mut sets = state
         .engine
         .store()
@@ -111,14 +139,4 @@ pub async fn get_set(
         .ok_or_else(|| ApiError::NotFound(format!("notification {id} not found")))?;
     let attempts = store.attempts(id).await?;
     Ok(Json(serde_json::json!({ "notification": info, "attempts": attempts })).into_response())
-}
-
-/// 405 with Clair's error body.
-pub async fn method_not_allowed(uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed(format!("method not allowed on {}", uri.path()))
-}
-
-/// 404 with Clair's error body.
-pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", uri.path()))
 }

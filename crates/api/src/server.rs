@@ -237,7 +237,13 @@ pub(crate) async fn guard_uploads(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if grpc || !matches!(*req.method(), Method::PUT | Method::POST | Method::PATCH) {
+    // Without any credentials the route's PSK check refuses it unread: no slot for it.
+    let unauthenticated =
+        state.auth.is_some() && !req.headers().contains_key(header::AUTHORIZATION);
+    if grpc
+        || unauthenticated
+        || !matches!(*req.method(), Method::PUT | Method::POST | Method::PATCH)
+    {
         return next.run(req).await;
     }
     let limits = &state.uploads;

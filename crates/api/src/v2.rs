@@ -6,10 +6,10 @@
 //! `Content-Type: application/json;charset=utf-8` and `Server: clair`. The pages themselves are
 //! projections of the stored change set ([`tocsin_engine::legacy`]); the page token is the
 //! engine's signed two-stream cursor, and `NextPage` is omitted only when both streams ended.
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tocsin_engine::legacy::{Cursor, IndexedLayer, LegacyVulnerability, StreamPage, TokenKind};
 use tocsin_store::MarkRead;
 use uuid::Uuid;
@@ -55,6 +55,14 @@ impl V2Error {
     }
 }
 
+/// A v2 error body for any status (rejections, 401, 405 …).
+pub(crate) fn error_response(status: StatusCode, message: String) -> Response {
+    if status.is_server_error() {
+        return V2Error::internal(message).into_response();
+    }
+    V2Error { status, message }.into_response()
+}
+
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "Error": { "Message": self.message } }).to_string();
@@ -76,10 +84,29 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 /// Query parameters, kept as text so that parse failures get Clair's messages.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 pub struct NotificationQuery {
     limit: Option<String>,
     page: Option<String>,
+}
+
+impl NotificationQuery {
+    /// As Go's `url.Values.Get`, which Clair v2 reads them with: the first value of a repeated
+    /// parameter wins, and others are ignored.
+    fn parse(raw: Option<&str>) -> Self {
+        let mut q = NotificationQuery::default();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let slot = match k.as_ref() {
+                "limit" => &mut q.limit,
+                "page" => &mut q.page,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.into_owned());
+            }
+        }
+        q
+    }
 }
 
 /// `{"Notification": …}`.
@@ -228,8 +255,9 @@ fn parse_name(name: &str) -> Result<Uuid, V2Error> {
 pub async fn get_notification(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<NotificationQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let q = NotificationQuery::parse(raw.as_deref());
     match page(&state, &name, &q).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -355,6 +383,15 @@ mod tests {
         }
         assert_eq!(parse_limit(Some("2")).unwrap(), 2);
         assert_eq!(parse_limit(Some("10000")).unwrap(), 10_000);
+    }
+
+    #[test]
+    fn the_first_of_repeated_parameters_wins_as_in_go() {
+        let q = NotificationQuery::parse(Some("limit=2&limit=x&page=&page=t&other=1"));
+        assert_eq!(q.limit.as_deref(), Some("2"));
+        assert_eq!(q.page.as_deref(), Some(""));
+        let q = NotificationQuery::parse(None);
+        assert!(q.limit.is_none() && q.page.is_none());
     }
 
     #[test]

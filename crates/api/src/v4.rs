@@ -28,8 +28,14 @@ pub fn encode_token(position: u64) -> String {
     Uuid::from_u64_pair(0, position).to_string()
 }
 
-/// Decodes a token made by [`encode_token`].
+/// Decodes a token made by [`encode_token`]: the hyphenated form only, as tokens are issued
+/// (clients echo them unchanged).
 pub fn decode_token(token: &str) -> Result<u64, ApiError> {
+    if token.len() != 36 {
+        return Err(ApiError::BadRequest(format!(
+            "next token {token:?} is not a page token"
+        )));
+    }
     let u = Uuid::parse_str(token)
         .map_err(|_| ApiError::BadRequest(format!("next token {token:?} is not a page token")))?;
     match u.as_u64_pair() {
@@ -156,6 +162,8 @@ mod tests {
         assert_eq!(t, "00000000-0000-0000-0000-0000000001f4");
         assert_eq!(decode_token(&t).unwrap(), 500);
         assert!(decode_token("nope").is_err());
+        assert!(decode_token("000000000000000000000000000001f4").is_err());
+        assert!(decode_token("{00000000-0000-0000-0000-0000000001f4}").is_err());
         assert!(decode_token(&Uuid::new_v4().to_string()).is_err());
     }
 

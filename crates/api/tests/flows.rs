@@ -405,6 +405,18 @@ async fn feed_snapshots_import_once_all_or_nothing() {
     assert_eq!(processed.len(), 1, "{first}");
     assert_eq!(processed[0]["operation"], first_ref.as_str());
     assert!(processed[0]["notification_id"].is_string());
+    // Every field the OpenAPI document's `Processed` requires.
+    for key in [
+        "updater",
+        "operation",
+        "changes",
+        "notification_id",
+        "entries",
+        "legacy",
+        "manifests",
+    ] {
+        assert!(processed[0].get(key).is_some(), "{key}: {first}");
+    }
 
     // The same bytes again: nothing new, nothing processed.
     let same = app

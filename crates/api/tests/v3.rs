@@ -350,6 +350,28 @@ async fn rest_gateway_snake_case_zero_values_omitted() {
     let r = app.get(&format!("/notifications/{name}")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "limit is required");
     assert_eq!(r.json()["code"], 3);
+    // A field given twice is grpc-gateway's INVALID_ARGUMENT, in its error body (schemathesis
+    // found tocsin's own `{"code":"bad-request"}` here).
+    let r = app
+        .get(&format!("/notifications/{name}?limit=null&limit=null"))
+        .await;
+    let m = r.expect_family_error(Family::Gateway, StatusCode::BAD_REQUEST);
+    assert_eq!(m, r#"too many values for field "limit": null, null"#);
+    assert_eq!(r.json()["code"], 3);
+    // Parameters that are not fields of the request message (the path's `name` too) are
+    // ignored, as grpc-gateway ignores them.
+    app.get(&format!(
+        "/notifications/{name}?limit=2&name=x&name=y&colour=blue"
+    ))
+    .await
+    .expect(StatusCode::OK);
+    // A path that does not decode, and a method the path does not have: still the gateway's.
+    app.get("/notifications/%FF")
+        .await
+        .expect_family_error(Family::Gateway, StatusCode::BAD_REQUEST);
+    app.call(Method::PUT, &format!("/notifications/{name}"))
+        .await
+        .expect_family_error(Family::Gateway, StatusCode::METHOD_NOT_ALLOWED);
     let r = app
         .get(&format!("/notifications/{}?limit=2", Uuid::new_v4()))
         .await;

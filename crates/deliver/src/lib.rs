@@ -45,7 +45,7 @@ pub mod webhook;
 pub mod webhook_v2;
 pub mod worker;
 
-pub use amqp::{AmqpConfig, AmqpDeliverer, AmqpExchange};
+pub use amqp::{redact as redact_url, AmqpConfig, AmqpDeliverer, AmqpExchange};
 pub use jwt::{JwtError, PskKey};
 pub use retry::{Jitter, RetryPolicy};
 pub use stomp::{StompConfig, StompDeliverer};
@@ -124,11 +124,27 @@ pub struct TlsFiles {
     pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
-/// The PEM contents of [`TlsFiles`], checked to hold what their role needs.
-#[derive(Clone, Debug)]
+/// The PEM contents of [`TlsFiles`], checked to hold what their role needs. `Debug` shows sizes
+/// only: the identity holds a private key.
+#[derive(Clone)]
 pub(crate) struct TlsPem {
     pub(crate) root_ca: Option<Vec<u8>>,
     pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("root_ca", &self.root_ca.as_ref().map(Vec::len))
+            .field(
+                "identity",
+                &self
+                    .identity
+                    .as_ref()
+                    .map(|(cert, _)| (cert.len(), "<private key redacted>")),
+            )
+            .finish()
+    }
 }
 
 impl TlsFiles {
@@ -380,6 +396,45 @@ pub fn rollup_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No configuration type shows a secret when formatted with `Debug` (the way they would
+    /// reach a log line or an error).
+    #[test]
+    fn debug_output_of_every_configuration_hides_its_secrets() {
+        let cb = || BrokerMode::Callback(Callback::new("http://tocsin/n"));
+        let amqp = AmqpConfig::new(
+            vec!["amqps://user:hunter2-amqp@rabbit:5671/%2f".into()],
+            "r",
+            cb(),
+        );
+        let mut stomp = StompConfig::new("/queue/q", vec![("broker".into(), 61613)], cb());
+        stomp.login = Some(("user".into(), "hunter2-stomp".into()));
+        let mut webhook =
+            WebhookConfig::new("https://quay:hunter2-target@quay/notify", "http://tocsin/n");
+        webhook
+            .headers
+            .insert("Authorization".into(), vec!["Basic hunter2-header".into()]);
+        webhook.psk = Some(PskKey::from_bytes(b"hunter2-psk".to_vec()).unwrap());
+        let mut legacy = webhook_v2::LegacyWebhookConfig::new("http://harbor:hunter2-v2@harbor/c");
+        legacy.proxy = Some("http://proxy:hunter2-proxy@proxy:3128".into());
+        let pem = TlsPem {
+            root_ca: None,
+            identity: Some((b"cert".to_vec(), b"hunter2-private-key".to_vec())),
+        };
+        for shown in [
+            format!("{amqp:?}"),
+            format!("{stomp:?}"),
+            format!("{webhook:?}"),
+            format!("{legacy:?}"),
+            format!("{pem:?}"),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            // Nor its bytes, as a derived Debug of a Vec<u8> would print them.
+            assert!(!shown.contains("104, 117, 110"), "{shown}");
+        }
+        assert!(format!("{amqp:?}").contains("amqps://user:***@rabbit:5671/%2f"));
+        assert!(format!("{legacy:?}").contains("http://proxy:***@proxy:3128"));
+    }
 
     #[test]
     fn callback_body_is_byte_exact() {

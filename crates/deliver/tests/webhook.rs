@@ -288,6 +288,41 @@ async fn silent_receiver_times_out() {
 }
 
 #[tokio::test]
+async fn a_password_in_the_target_stays_out_of_errors_and_debug() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut c = config(&format!("http://quay:hunter2-target@{addr}/hook"));
+    c.headers
+        .insert("X-Api-Key".into(), vec!["hunter2-header".into()]);
+    let d = WebhookDeliverer::new(&c).unwrap();
+    for shown in [format!("{c:?}"), format!("{d:?}")] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+    match d.deliver(&set()).await {
+        DeliveryResult::Failed { error, .. } => {
+            assert!(!error.contains("hunter2"), "{error}");
+            assert!(
+                error.starts_with(&format!("could not connect to http://quay:***@{addr}/hook")),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    for (target, callback) in [
+        ("htp://quay:hunter2-scheme@quay/hook", "http://tocsin/n"),
+        ("http://quay/hook", "http://quay:hunter2-callback@[::1/cb"),
+    ] {
+        let mut bad = config(target);
+        bad.callback = callback.into();
+        let e = WebhookDeliverer::new(&bad).unwrap_err().to_string();
+        assert!(e.contains("***"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}
+
+#[tokio::test]
 async fn refused_connection_fails_clearly() {
     // Bind and drop to get a port nobody listens on.
     let addr = {

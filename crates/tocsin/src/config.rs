@@ -402,8 +402,13 @@ pub enum Storage {
     },
 }
 
-/// The v4 notifier settings (`notifier`).
-#[derive(Debug, Clone, PartialEq)]
+/// A URL as `Debug` output and messages show it: with its password hidden.
+pub(crate) fn shown_url(url: &Url) -> String {
+    tocsin_deliver::redact_url(url.as_str())
+}
+
+/// The v4 notifier settings (`notifier`). `Debug` hides URL passwords.
+#[derive(Clone, PartialEq)]
 pub struct Notifier {
     /// A Clair indexer to ask for affected manifests (`notifier.indexer_addr`), as a base URL
     /// ending in `/`.
@@ -421,6 +426,19 @@ pub struct Notifier {
     pub channel: Option<Channel>,
 }
 
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifier")
+            .field("clair_indexer", &self.clair_indexer.as_ref().map(shown_url))
+            .field("clair_matcher", &self.clair_matcher.as_ref().map(shown_url))
+            .field("poll_interval", &self.poll_interval)
+            .field("delivery_interval", &self.delivery_interval)
+            .field("disable_summary", &self.disable_summary)
+            .field("channel", &self.channel)
+            .finish()
+    }
+}
+
 /// The one push channel of the v4 notifier.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Channel {
@@ -432,8 +450,9 @@ pub enum Channel {
     Stomp(Stomp),
 }
 
-/// Webhook delivery (`notifier.webhook`).
-#[derive(Debug, Clone, PartialEq)]
+/// Webhook delivery (`notifier.webhook`). `Debug` hides URL passwords and header values (which
+/// often carry credentials).
+#[derive(Clone, PartialEq)]
 pub struct Webhook {
     /// Where the callback JSON is POSTed.
     pub target: Url,
@@ -441,6 +460,21 @@ pub struct Webhook {
     pub callback: Url,
     /// Extra headers as (name, value) pairs; a name repeats for several values.
     pub headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, _)| (name.as_str(), "[redacted]"))
+            .collect();
+        f.debug_struct("Webhook")
+            .field("target", &shown_url(&self.target))
+            .field("callback", &shown_url(&self.callback))
+            .field("headers", &headers)
+            .finish()
+    }
 }
 
 /// Callback or direct delivery to a broker.
@@ -597,8 +631,8 @@ pub struct StompLogin {
 }
 
 /// Clair v2-style webhook delivery (`clair.notifier` in a v2/v3 file): the body is
-/// `{"Notification":{"Name":"<name>"}}`.
-#[derive(Debug, Clone, PartialEq)]
+/// `{"Notification":{"Name":"<name>"}}`. `Debug` hides URL passwords.
+#[derive(Clone, PartialEq)]
 pub struct LegacyWebhook {
     /// `http.endpoint`: where notifications are POSTed.
     pub endpoint: Url,
@@ -612,6 +646,19 @@ pub struct LegacyWebhook {
     pub tls: Option<ClientTls>,
     /// `http.proxy`.
     pub proxy: Option<Url>,
+}
+
+impl fmt::Debug for LegacyWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LegacyWebhook")
+            .field("endpoint", &shown_url(&self.endpoint))
+            .field("attempts", &self.attempts)
+            .field("renotify_interval", &self.renotify_interval)
+            .field("server_name", &self.server_name)
+            .field("tls", &self.tls)
+            .field("proxy", &self.proxy.as_ref().map(shown_url))
+            .finish()
+    }
 }
 
 /// What an updater's very first update operation does.

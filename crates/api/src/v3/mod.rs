@@ -12,10 +12,10 @@
 //! engine's signed cursor for that stream and notification, empty once the stream ends; every
 //! `index` is the manifest's stable id, strictly increasing across pages and the same in both
 //! streams, so a consumer can checkpoint on it.
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use axum::routing::{any_service, MethodRouter};
 use tocsin_engine::legacy::{Cursor, StreamPage, TokenKind};
 use tocsin_store::MarkRead;
 use tonic::{Code, Request, Status};
@@ -234,52 +234,122 @@ impl pb::clairpb::notification_service_server::NotificationService for Notificat
 }
 
 /// The gRPC paths of the service, under each package name.
-const GRPC_PATHS: [&str; 2] = [
+pub(crate) const GRPC_PATHS: [&str; 2] = [
     "/coreos.clair.NotificationService/{*method}",
     "/clairpb.NotificationService/{*method}",
 ];
 
-/// Adds both packages' gRPC services to a router.
-pub fn routes(router: axum::Router<AppState>, state: &AppState) -> axum::Router<AppState> {
+/// The path prefixes of [`GRPC_PATHS`].
+pub(crate) const GRPC_PREFIXES: [&str; 2] = [
+    "/coreos.clair.NotificationService/",
+    "/clairpb.NotificationService/",
+];
+
+/// The service's package names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Package {
+    /// `coreos.clair`.
+    CoreosClair,
+    /// `clairpb`, the name before 2018-04.
+    Clairpb,
+}
+
+/// The service under one package name, as a route.
+pub(crate) fn service_router(package: Package, state: &AppState) -> MethodRouter<AppState> {
     let svc = NotificationService::new(state.clone());
-    router
-        .route_service(
-            GRPC_PATHS[0],
-            pb::coreos::clair::notification_service_server::NotificationServiceServer::new(
-                svc.clone(),
-            ),
-        )
-        .route_service(
-            GRPC_PATHS[1],
+    match package {
+        Package::CoreosClair => any_service(
+            pb::coreos::clair::notification_service_server::NotificationServiceServer::new(svc),
+        ),
+        Package::Clairpb => any_service(
             pb::clairpb::notification_service_server::NotificationServiceServer::new(svc),
-        )
+        ),
+    }
 }
 
 /// For a listener without the service (it has its own): gRPC calls get a gRPC `UNIMPLEMENTED`
 /// that says where to go, rather than an HTTP 404 that clients report as a protocol error.
-pub fn routes_elsewhere(router: axum::Router<AppState>) -> axum::Router<AppState> {
-    GRPC_PATHS.iter().fold(router, |r, path| {
-        r.route(path, axum::routing::any(grpc_elsewhere))
-    })
-}
-
-async fn grpc_elsewhere() -> Response {
+pub(crate) async fn grpc_elsewhere() -> Response {
     Status::unimplemented(
         "Clair v3's NotificationService is served on tocsin.grpc_listen_addr, not on this listener",
     )
     .into_http::<axum::body::Body>()
 }
 
+/// The gRPC code closest to an HTTP error status (the inverse of grpc-gateway's mapping).
+fn code_for_status(status: StatusCode) -> Code {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::URI_TOO_LONG => Code::InvalidArgument,
+        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        StatusCode::FORBIDDEN => Code::PermissionDenied,
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => Code::Unimplemented,
+        StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        | StatusCode::TOO_MANY_REQUESTS => Code::ResourceExhausted,
+        s if s.is_client_error() => Code::InvalidArgument,
+        _ => Code::Internal,
+    }
+}
+
+/// A gRPC status answering an error that happened outside the service (a missing token).
+pub(crate) fn grpc_error_for_status(status: StatusCode, message: String) -> Response {
+    Status::new(code_for_status(status), message).into_http::<axum::body::Body>()
+}
+
+/// A gateway error body for an HTTP error that happened outside the service (a rejected
+/// request, a missing token, a method the path does not have): the status stays, the body is
+/// grpc-gateway's with the closest gRPC code.
+pub(crate) fn gateway_error_for_status(status: StatusCode, message: String) -> Response {
+    let message = if status.is_server_error() {
+        internal(message).message().to_string()
+    } else {
+        message
+    };
+    let mut r = gateway_error(Status::new(code_for_status(status), message));
+    *r.status_mut() = status;
+    r
+}
+
 // ---- REST gateway ---------------------------------------------------------------------------
 
 /// Gateway query parameters (the request message's snake_case field names).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, PartialEq)]
 pub struct GatewayQuery {
     limit: Option<String>,
-    #[serde(default)]
     old_vulnerability_page: String,
-    #[serde(default)]
     new_vulnerability_page: String,
+}
+
+impl GatewayQuery {
+    /// As grpc-gateway populates a request message from the query string: a field given more
+    /// than once is `INVALID_ARGUMENT` ("too many values for field"), other parameters (the
+    /// path's `name` among them) are ignored.
+    fn parse(raw: Option<&str>) -> Result<Self, Status> {
+        let mut values: [Vec<String>; 3] = Default::default();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let i = match k.as_ref() {
+                "limit" => 0,
+                "old_vulnerability_page" => 1,
+                "new_vulnerability_page" => 2,
+                _ => continue,
+            };
+            values[i].push(v.into_owned());
+        }
+        let names = ["limit", "old_vulnerability_page", "new_vulnerability_page"];
+        if let Some((name, vs)) = names.iter().zip(&values).find(|(_, vs)| vs.len() > 1) {
+            return Err(Status::invalid_argument(format!(
+                "too many values for field {name:?}: {}",
+                vs.join(", ")
+            )));
+        }
+        let [limit, old, new] = values.map(|mut vs| vs.pop());
+        Ok(GatewayQuery {
+            limit,
+            old_vulnerability_page: old.unwrap_or_default(),
+            new_vulnerability_page: new.unwrap_or_default(),
+        })
+    }
 }
 
 /// A gRPC status as the gateway answers it: grpc-gateway's HTTP status mapping and its
@@ -289,6 +359,9 @@ fn gateway_error(s: Status) -> Response {
         Code::InvalidArgument => StatusCode::BAD_REQUEST,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let body = serde_json::json!({
@@ -381,8 +454,12 @@ pub fn notification_json(n: &msg::Notification) -> serde_json::Value {
 pub async fn gateway_get(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<GatewayQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let q = match GatewayQuery::parse(raw.as_deref()) {
+        Ok(q) => q,
+        Err(s) => return gateway_error(s),
+    };
     let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
         None => 0,
         Some(raw) => match raw.parse::<i32>() {
@@ -411,5 +488,54 @@ pub async fn gateway_delete(State(state): State<AppState>, Path(name): Path<Stri
     match NotificationService::new(state).mark_read(&name).await {
         Ok(()) => gateway_json(serde_json::json!({})),
         Err(s) => gateway_error(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_query_refuses_repeated_fields_as_grpc_gateway_does() {
+        let e = GatewayQuery::parse(Some("limit=null&limit=null")).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(
+            e.message(),
+            r#"too many values for field "limit": null, null"#
+        );
+        let e = GatewayQuery::parse(Some(
+            "limit=1&new_vulnerability_page=a&new_vulnerability_page=b",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.message(),
+            r#"too many values for field "new_vulnerability_page": a, b"#
+        );
+        let q = GatewayQuery::parse(Some("limit=5&name=x&name=y&old_vulnerability_page=t"))
+            .expect("unknown and path parameters are ignored");
+        assert_eq!(q.limit.as_deref(), Some("5"));
+        assert_eq!(q.old_vulnerability_page, "t");
+        assert_eq!(q.new_vulnerability_page, "");
+        assert_eq!(
+            GatewayQuery::parse(None).ok(),
+            Some(GatewayQuery::default())
+        );
+    }
+
+    #[test]
+    fn http_statuses_map_to_the_closest_grpc_codes() {
+        assert_eq!(
+            code_for_status(StatusCode::UNAUTHORIZED),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            code_for_status(StatusCode::METHOD_NOT_ALLOWED),
+            Code::Unimplemented
+        );
+        assert_eq!(
+            code_for_status(StatusCode::URI_TOO_LONG),
+            Code::InvalidArgument
+        );
+        assert_eq!(code_for_status(StatusCode::BAD_GATEWAY), Code::Internal);
     }
 }

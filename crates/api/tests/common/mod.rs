@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use tempfile::TempDir;
+pub use tocsin_api::Family;
 use tocsin_api::{AppState, MetricsRenderer, TokenVerifier};
 use tocsin_engine::{Engine, EngineConfig};
 use tocsin_store::Store;
@@ -174,6 +175,90 @@ impl Reply {
         assert!(!message.is_empty(), "{v}");
         message.to_string()
     }
+}
+
+impl Reply {
+    /// Asserts an error in the shape of `family` with this status (a gRPC status for
+    /// [`Family::Grpc`], whose HTTP status is always 200), and returns its message.
+    #[track_caller]
+    pub fn expect_family_error(&self, family: Family, status: StatusCode) -> String {
+        let header = |name: &str| {
+            self.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        match family {
+            Family::Clair => {
+                let v = self.json();
+                let code = v["code"].as_str().unwrap_or_default().to_string();
+                let m = self.expect_error(status, &code);
+                let known = [
+                    "bad-request",
+                    "unauthorized",
+                    "not-found",
+                    "method-not-allowed",
+                    "too-many-requests",
+                    "internal-error",
+                ];
+                assert!(known.contains(&code.as_str()), "{v}");
+                m
+            }
+            Family::V2 => {
+                assert_eq!(self.status, status, "body: {}", self.text());
+                assert_eq!(self.content_type(), "application/json;charset=utf-8");
+                assert_eq!(header("server"), "clair");
+                let v = self.json();
+                assert_eq!(v.as_object().map(|o| o.len()), Some(1), "{v}");
+                v["Error"]["Message"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("not a v2 error: {v}"))
+                    .to_string()
+            }
+            Family::Gateway => {
+                assert_eq!(self.status, status, "body: {}", self.text());
+                assert_eq!(self.content_type(), "application/json");
+                let v = self.json();
+                assert!(v["code"].is_i64(), "{v}");
+                assert_eq!(v["error"], v["message"], "{v}");
+                v["message"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("not a gateway error: {v}"))
+                    .to_string()
+            }
+            Family::Grpc => {
+                assert_eq!(
+                    self.status,
+                    StatusCode::OK,
+                    "gRPC errors travel as statuses"
+                );
+                assert_eq!(header("grpc-status"), grpc_code(status).to_string());
+                header("grpc-message")
+            }
+        }
+    }
+}
+
+/// The gRPC code tocsin answers for an HTTP error status outside the service.
+pub fn grpc_code(status: StatusCode) -> i32 {
+    match status {
+        StatusCode::UNAUTHORIZED => 16,
+        StatusCode::NOT_FOUND => 5,
+        StatusCode::METHOD_NOT_ALLOWED => 12,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => 8,
+        _ => 3,
+    }
+}
+
+/// A request path for a route of the table: its parameters filled with well-formed values.
+pub fn concrete(template: &str) -> String {
+    template
+        .replace("{id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{notification}", &uuid::Uuid::new_v4().to_string())
+        .replace("{digest}", &digest_n(0xabc))
+        .replace("{name}", "osv/none")
+        .replace("{*method}", "GetNotification")
 }
 
 /// Snapshot files of an update sequence, oldest first.

@@ -92,8 +92,8 @@ pub struct AmqpExchange {
     pub auto_delete: bool,
 }
 
-/// Settings of an [`AmqpDeliverer`].
-#[derive(Clone, Debug)]
+/// Settings of an [`AmqpDeliverer`]. `Debug` hides the URIs' passwords.
+#[derive(Clone)]
 pub struct AmqpConfig {
     /// The channel name (outbox key), normally `amqp`.
     pub channel: String,
@@ -119,6 +119,24 @@ pub struct AmqpConfig {
     pub timeout: Duration,
     /// The `connection_name` client property, shown by the broker's management tools.
     pub connection_name: String,
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uris: Vec<String> = self.uris.iter().map(|u| redact(u)).collect();
+        f.debug_struct("AmqpConfig")
+            .field("channel", &self.channel)
+            .field("uris", &uris)
+            .field("exchange", &self.exchange)
+            .field("routing_key", &self.routing_key)
+            .field("mode", &self.mode)
+            .field("tls", &self.tls)
+            .field("persistent", &self.persistent)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("connection_name", &self.connection_name)
+            .finish()
+    }
 }
 
 impl AmqpConfig {
@@ -612,6 +630,22 @@ impl Deliverer for AmqpDeliverer {
                 message,
             }),
         }
+    }
+}
+
+/// `uri` with any password replaced, for logs and attempt errors.
+pub fn redact(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => uri.to_owned(),
     }
 }
 

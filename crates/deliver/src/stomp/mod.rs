@@ -42,8 +42,8 @@ use crate::{
     TlsFiles,
 };
 
-/// Settings of a [`StompDeliverer`].
-#[derive(Clone, Debug)]
+/// Settings of a [`StompDeliverer`]. `Debug` hides the passcode.
+#[derive(Clone)]
 pub struct StompConfig {
     /// The channel name (outbox key), normally `stomp`.
     pub channel: String,
@@ -67,6 +67,27 @@ pub struct StompConfig {
     pub connect_timeout: Duration,
     /// Time allowed for one whole delivery, receipt included.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for StompConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StompConfig")
+            .field("channel", &self.channel)
+            .field("destination", &self.destination)
+            .field("uris", &self.uris)
+            .field("mode", &self.mode)
+            .field(
+                "login",
+                &self.login.as_ref().map(|(login, _)| (login, "<redacted>")),
+            )
+            .field("tls", &self.tls)
+            .field("vhost", &self.vhost)
+            .field("persistent", &self.persistent)
+            .field("heartbeat", &self.heartbeat)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl StompConfig {

@@ -13,7 +13,8 @@ use crate::{Callback, DeliverError};
 ///
 /// Built by the service's configuration layer (which parses Clair's YAML and Go durations); this
 /// crate only validates it, when [`WebhookDeliverer::new`](super::WebhookDeliverer::new) is called.
-#[derive(Clone, Debug, PartialEq)]
+/// `Debug` hides the URLs' passwords and the header values (they often carry credentials).
+#[derive(Clone, PartialEq)]
 pub struct WebhookConfig {
     /// The channel name: the key of this channel's outbox receipts. `webhook` for Clair's single
     /// webhook; distinct per subscription when several webhooks are configured.
@@ -33,6 +34,23 @@ pub struct WebhookConfig {
     pub psk: Option<PskKey>,
     /// The `User-Agent`, unless `headers` sets one.
     pub user_agent: String,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: BTreeMap<&String, usize> =
+            self.headers.iter().map(|(k, v)| (k, v.len())).collect();
+        f.debug_struct("WebhookConfig")
+            .field("channel", &self.channel)
+            .field("target", &crate::redact_url(&self.target))
+            .field("callback", &crate::redact_url(&self.callback))
+            .field("headers (values per name)", &headers)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("psk", &self.psk)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 impl WebhookConfig {
@@ -74,12 +92,14 @@ impl WebhookConfig {
             let hname = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| bad(&format!("headers.{name}"), format!("bad header name: {e}")))?;
             for (i, value) in values.iter().enumerate() {
-                let hvalue = HeaderValue::from_str(value).map_err(|e| {
+                let mut hvalue = HeaderValue::from_str(value).map_err(|e| {
                     bad(
                         &format!("headers.{name}[{i}]"),
                         format!("bad header value: {e}"),
                     )
                 })?;
+                // Configured values are often credentials: never shown, never HPACK-indexed.
+                hvalue.set_sensitive(true);
                 headers.append(hname.clone(), hvalue);
             }
         }
@@ -94,8 +114,8 @@ impl WebhookConfig {
     }
 }
 
-/// The parsed form of a [`WebhookConfig`].
-#[derive(Debug)]
+/// The parsed form of a [`WebhookConfig`] (header values marked sensitive, so `Debug` hides
+/// them).
 pub(crate) struct Validated {
     pub(crate) target: Url,
     pub(crate) callback: Callback,
@@ -103,12 +123,25 @@ pub(crate) struct Validated {
     pub(crate) user_agent: HeaderValue,
 }
 
+impl std::fmt::Debug for Validated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validated")
+            .field("target", &crate::redact_url(self.target.as_str()))
+            .field("callback", &self.callback)
+            .field("headers", &self.headers)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
+/// An http(s) URL with a host; errors show it with its password hidden.
 fn parse_http_url(s: &str) -> Result<Url, String> {
-    let url = Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    let shown = crate::redact_url(s);
+    let url = Url::parse(s).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
-        "http" | "https" => Err(format!("{s:?} has no host")),
-        other => Err(format!("{s:?}: scheme {other:?} is not http or https")),
+        "http" | "https" => Err(format!("{shown:?} has no host")),
+        other => Err(format!("{shown:?}: scheme {other:?} is not http or https")),
     }
 }
 

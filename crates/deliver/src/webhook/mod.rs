@@ -39,15 +39,30 @@ use crate::{Callback, DeliverError, Deliverer, DeliveryResult, SetToDeliver};
 const BODY_SNIPPET_BYTES: usize = 512;
 
 /// Delivers notification sets by webhook.
-#[derive(Debug)]
 pub struct WebhookDeliverer {
     channel: String,
     client: reqwest::Client,
     target: Url,
+    /// The target as messages show it: without its password.
+    shown: String,
     callback: Callback,
     headers: HeaderMap,
     signer: Option<PskSigner>,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookDeliverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The target may hold a password and the headers credentials.
+        f.debug_struct("WebhookDeliverer")
+            .field("channel", &self.channel)
+            .field("target", &self.shown)
+            .field("callback", &self.callback)
+            .field("headers", &self.headers)
+            .field("signed", &self.signer.is_some())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookDeliverer {
@@ -70,6 +85,7 @@ impl WebhookDeliverer {
         Ok(WebhookDeliverer {
             channel: cfg.channel.clone(),
             client,
+            shown: crate::redact_url(v.target.as_str()),
             target: v.target,
             callback: v.callback,
             headers,
@@ -99,9 +115,12 @@ impl WebhookDeliverer {
         Ok(headers)
     }
 
-    fn describe(&self, e: &reqwest::Error) -> String {
+    /// A failed call in words, with the target's password hidden (reqwest's own text would
+    /// show the URL whole).
+    fn describe(&self, e: reqwest::Error) -> String {
+        let e = e.without_url();
         let mut chain = String::new();
-        let mut source = std::error::Error::source(e);
+        let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             chain.push_str(": ");
             chain.push_str(&s.to_string());
@@ -110,12 +129,12 @@ impl WebhookDeliverer {
         if e.is_timeout() {
             format!(
                 "no answer from {} within the timeout ({:?}){chain}",
-                self.target, self.timeout
+                self.shown, self.timeout
             )
         } else if e.is_connect() {
-            format!("could not connect to {}{chain}", self.target)
+            format!("could not connect to {}{chain}", self.shown)
         } else {
-            format!("request to {} failed: {e}{chain}", self.target)
+            format!("request to {} failed: {e}{chain}", self.shown)
         }
     }
 
@@ -146,14 +165,14 @@ impl WebhookDeliverer {
                 }
             }
         }
-        let mut error = format!("HTTP {status} from {}", self.target);
+        let mut error = format!("HTTP {status} from {}", self.shown);
         let snippet = snippet(&body);
         if !snippet.is_empty() {
             error.push_str(": ");
             error.push_str(&snippet);
         }
         if let Some(e) = body_error {
-            error.push_str(&format!(" (reading the body failed: {e})"));
+            error.push_str(&format!(" (reading the body failed: {})", e.without_url()));
         }
         DeliveryResult::Failed {
             status: Some(status.as_u16()),
@@ -193,7 +212,7 @@ impl Deliverer for WebhookDeliverer {
             Ok(resp) => self.classify(resp).await,
             Err(e) => DeliveryResult::Failed {
                 status: None,
-                error: self.describe(&e),
+                error: self.describe(e),
                 retry_after: None,
                 permanent: false,
             },

@@ -33,8 +33,9 @@ use crate::DeliverError;
 /// The channel label of this webhook in metrics and logs.
 pub const CHANNEL: &str = "webhook_v2";
 
-/// Configuration of Clair v2's webhook (`clair.notifier`).
-#[derive(Clone, Debug, PartialEq)]
+/// Configuration of Clair v2's webhook (`clair.notifier`). `Debug` hides the endpoint's and
+/// the proxy's passwords.
+#[derive(Clone, PartialEq)]
 pub struct LegacyWebhookConfig {
     /// `http.endpoint`.
     pub endpoint: String,
@@ -63,6 +64,26 @@ pub struct LegacyWebhookConfig {
     pub poll_interval: Duration,
     /// Sends in flight at once.
     pub concurrency: usize,
+}
+
+impl std::fmt::Debug for LegacyWebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyWebhookConfig")
+            .field("endpoint", &crate::redact_url(&self.endpoint))
+            .field("attempts", &self.attempts)
+            .field("renotify_interval", &self.renotify_interval)
+            .field("server_name", &self.server_name)
+            .field("root_ca", &self.root_ca)
+            .field("identity", &self.identity)
+            .field("proxy", &self.proxy.as_deref().map(crate::redact_url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("poll_interval", &self.poll_interval)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 impl LegacyWebhookConfig {
@@ -106,11 +127,21 @@ impl LegacyWebhookConfig {
 }
 
 /// Clair v2's webhook, ready to send.
-#[derive(Debug)]
 pub struct LegacyWebhook {
     cfg: LegacyWebhookConfig,
     client: reqwest::Client,
     url: Url,
+    /// The endpoint as messages show it: without its password.
+    shown: String,
+}
+
+impl std::fmt::Debug for LegacyWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyWebhook")
+            .field("cfg", &self.cfg)
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
 }
 
 fn bad(field: &str, message: impl Into<String>) -> DeliverError {
@@ -128,16 +159,13 @@ fn read_pem(field: &str, path: &PathBuf) -> Result<Vec<u8>, DeliverError> {
 impl LegacyWebhook {
     /// Checks the configuration, reads the certificates and builds the HTTP client.
     pub async fn new(cfg: LegacyWebhookConfig) -> Result<Self, DeliverError> {
-        let mut url = Url::parse(&cfg.endpoint).map_err(|e| {
-            bad(
-                "http.endpoint",
-                format!("{:?} is not a URL: {e}", cfg.endpoint),
-            )
-        })?;
+        let shown = crate::redact_url(&cfg.endpoint);
+        let mut url = Url::parse(&cfg.endpoint)
+            .map_err(|e| bad("http.endpoint", format!("{shown:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(bad(
                 "http.endpoint",
-                format!("{:?} is not an http(s) URL with a host", cfg.endpoint),
+                format!("{shown:?} is not an http(s) URL with a host"),
             ));
         }
         if cfg.attempts == 0 {
@@ -168,9 +196,10 @@ impl LegacyWebhook {
             b = b.identity(id);
         }
         if let Some(p) = &cfg.proxy {
-            b = b.proxy(
-                reqwest::Proxy::all(p).map_err(|e| bad("http.proxy", format!("{p:?}: {e}")))?,
-            );
+            b = b.proxy(reqwest::Proxy::all(p).map_err(|e| {
+                let p = crate::redact_url(p);
+                bad("http.proxy", format!("{p:?}: {}", e.without_url()))
+            })?);
         }
         if let Some(name) = cfg.server_name.as_deref().filter(|n| !n.is_empty()) {
             // Verify the certificate against `name` while still connecting to the endpoint's
@@ -189,7 +218,12 @@ impl LegacyWebhook {
             channel: CHANNEL.to_string(),
             error,
         })?;
-        Ok(LegacyWebhook { cfg, client, url })
+        Ok(LegacyWebhook {
+            cfg,
+            client,
+            url,
+            shown,
+        })
     }
 
     /// The configuration.
@@ -207,10 +241,10 @@ impl LegacyWebhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("POST {}: {e}", self.url))?;
+            .map_err(|e| describe(&self.shown, e))?;
         match resp.status().as_u16() {
             s @ (200 | 201) => Ok(s),
-            s => Err(format!("POST {}: status {s}", self.url)),
+            s => Err(format!("POST {}: status {s}", self.shown)),
         }
     }
 
@@ -273,6 +307,20 @@ impl LegacyWebhook {
             }
         }
     }
+}
+
+/// A failed POST in words, with its cause, and with the endpoint's password hidden (reqwest's
+/// own text shows the URL whole).
+fn describe(shown: &str, e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = format!("POST {shown}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Sends due v2 notifications until `stop` is cancelled. Storage errors are logged and retried

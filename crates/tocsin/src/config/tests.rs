@@ -1092,6 +1092,63 @@ fn debug_output_redacts_secrets() {
     assert!(shown.contains("Secret([redacted])"), "{shown}");
 }
 
+/// Every place a secret can be written, each with its own.
+const EVERY_SECRET: &str = "\
+auth:
+  psk: {key: aHVudGVyMi1wc2s=, iss: [q]}
+notifier:
+  connstring: \"postgres://clair:hunter2-pg@db/n\"
+  indexer_addr: \"http://idx:hunter2-indexer@indexer:6060/\"
+  webhook:
+    target: \"https://quay:hunter2-target@quay/secscan/notify\"
+    callback: \"http://tocsin:hunter2-callback@tocsin:6060/notifier/api/v1/notification/\"
+    headers: {X-Api-Key: [hunter2-header]}
+clair:
+  notifier:
+    http:
+      endpoint: \"http://harbor:hunter2-v2@harbor/service/notifications/clair\"
+      proxy: \"http://proxy:hunter2-proxy@proxy:3128\"
+";
+
+#[test]
+fn debug_output_redacts_every_secret() {
+    let (config, _) = ok(EVERY_SECRET);
+    for (amqp_or_stomp, _) in [
+        ("notifier:\n  amqp:\n    routing_key: r\n    callback: \"http://t/n/\"\n    uris: [\"amqp://u:hunter2-amqp@rabbit/%2f\"]\n", ()),
+        ("notifier:\n  stomp:\n    destination: /queue/q\n    callback: \"http://t/n/\"\n    uris: [\"broker:61613\"]\n    user: {login: u, passcode: hunter2-stomp}\n", ()),
+        ("notifier:\n  connstring: \"host=db user=clair password=hunter2-kv dbname=n\"\n", ()),
+    ] {
+        let (other, _) = ok(amqp_or_stomp);
+        let shown = format!("{other:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    // The decoded key bytes ("hunter2-psk") must not appear either.
+    assert!(!shown.contains("104, 117, 110"), "{shown}");
+    assert!(
+        shown.contains("https://quay:***@quay/secscan/notify"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn problems_do_not_echo_secrets() {
+    let bad = [
+        "notifier:\n  webhook:\n    target: \"htp://quay:hunter2-a@quay/\"\n    callback: \"http://t:hunter2-b@t/n/?x=1\"\n",
+        "notifier:\n  webhook:\n    target: \"http://quay:hunter2-c@[::1/\"\n    callback: \"http://t/n/\"\n",
+        "notifier:\n  amqp:\n    routing_key: r\n    callback: \"http://t/n/\"\n    uris: [\"amqp://u:hunter2-d@:99999/\", \"http://u:hunter2-e@rabbit/\"]\n",
+        "notifier:\n  stomp:\n    destination: /q\n    callback: \"http://t/n/\"\n    uris: [\"stomp://u:hunter2-f@broker:61613\", \"u:hunter2-g@broker:61613\"]\n",
+        "notifier:\n  connstring: \"postgres://u:hunter2-h@db:port/x\"\n",
+        "clair:\n  notifier:\n    http:\n      endpoint: \"ftp://h:hunter2-i@harbor/\"\n      proxy: \"socks9://p:hunter2-j@proxy\"\n",
+    ];
+    for text in bad {
+        let e = load_str(text).map(|_| ()).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("invalid configuration"), "{e}");
+    }
+}
+
 #[test]
 fn unreadable_file_is_a_read_error() {
     let missing = Path::new("/nonexistent/tocsin/config.yaml");

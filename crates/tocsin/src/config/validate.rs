@@ -45,21 +45,23 @@ impl Checker {
         value
     }
 
-    /// An absolute `http://` or `https://` URL.
+    /// An absolute `http://` or `https://` URL. Problems show the text with its password
+    /// hidden.
     fn http_url(&mut self, key: &str, text: &str) -> Option<Url> {
+        let shown = tocsin_deliver::redact_url(text);
         match Url::parse(text) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
             Ok(_) => {
                 self.problem(
                     key,
-                    format!("must be an absolute http:// or https:// URL, got {text:?}"),
+                    format!("must be an absolute http:// or https:// URL, got {shown:?}"),
                 );
                 None
             }
             Err(e) => {
                 self.problem(
                     key,
-                    format!("must be an absolute http:// or https:// URL, got {text:?} ({e})"),
+                    format!("must be an absolute http:// or https:// URL, got {shown:?} ({e})"),
                 );
                 None
             }
@@ -74,7 +76,8 @@ impl Checker {
             self.problem(
                 key,
                 format!(
-                    "must not have a query or fragment (the notification id is appended to it), got {text:?}"
+                    "must not have a query or fragment (the notification id is appended to it), got {:?}",
+                    tocsin_deliver::redact_url(text)
                 ),
             );
             return None;
@@ -304,6 +307,17 @@ pub(super) fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     })
 }
 
+/// An address or URL as problems show it: any credentials before an `@` hidden.
+fn shown_address(text: &str) -> String {
+    if text.contains("://") {
+        return tocsin_deliver::redact_url(text);
+    }
+    match text.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => text.to_owned(),
+    }
+}
+
 /// A broker address to connect to: the host and a non-zero port are required.
 fn parse_host_port(text: &str) -> Result<HostPort, String> {
     if text.contains("://") {
@@ -530,7 +544,11 @@ fn stomp(c: &mut Checker, raw: RawStomp) -> Option<Stomp> {
     for (i, text) in raw_uris.iter().enumerate() {
         match parse_host_port(text) {
             Ok(hp) => uris.push(hp),
-            Err(e) => c.problem(&format!("notifier.stomp.uris[{i}]"), e),
+            // Someone may have written credentials into the address: never echo them.
+            Err(e) => c.problem(
+                &format!("notifier.stomp.uris[{i}]"),
+                e.replace(text.as_str(), &shown_address(text)),
+            ),
         }
     }
     let delivery = c.delivery("notifier.stomp", flag(raw.direct), raw.callback, raw.rollup);

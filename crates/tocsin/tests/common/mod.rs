@@ -35,6 +35,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "NOTIFIER_TEST_MODE",
 ];
 
+#[allow(unused_imports)] // not every test binary reads the shared data
 pub use tocsin_testdata::dir as shared_data;
 
 /// A loopback port that was free a moment ago. The configuration has to name the port before
