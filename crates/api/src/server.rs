@@ -265,9 +265,17 @@ pub(crate) async fn guard_uploads(
     let bytes = match received {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            // to_bytes reports the length limit as an error whose source is LengthLimitError.
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            // The length limit (ours, or the body-limit layer's around us) is a LengthLimitError
+            // somewhere down the source chain, boxed once per body wrapper.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut too_large = false;
+            while let Some(c) = cause {
+                if c.is::<http_body_util::LengthLimitError>() {
+                    too_large = true;
+                    break;
+                }
+                cause = c.source();
+            }
             if too_large {
                 return ApiError::TooLarge(format!(
                     "request body exceeds the limit of {} bytes (tocsin.max_body_size)",
