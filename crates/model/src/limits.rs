@@ -54,7 +54,7 @@ pub struct Limits {
     /// Largest decompressed size of one snapshot archive, all members and framing together.
     pub max_decompressed_bytes: u64,
     /// Most members in one snapshot archive, counting directories, skipped files and tar
-    /// metadata headers.
+    /// metadata headers (a `git archive` tarball has a PAX header per file).
     pub max_archive_members: u64,
     /// Largest decompressed size of one gzip JSON Lines manifest import. Plain (uncompressed)
     /// input is bounded per record only: nothing expands.
