@@ -31,6 +31,7 @@ use axum::Router;
 use tocsin_engine::Engine;
 
 pub use error::ApiError;
+pub use tocsin_feeds::Limits;
 
 /// Checks a bearer token; `Err` carries the reason for the 401.
 pub type TokenVerifier = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metrics: Option<MetricsRenderer>,
     /// Largest accepted request body, in bytes.
     pub max_body: usize,
+    /// Bounds on what uploaded archives may decompress to (`tocsin.limits`).
+    pub limits: Limits,
 }
 
 /// The whole HTTP application.

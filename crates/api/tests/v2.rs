@@ -365,6 +365,7 @@ async fn wire_details_errors_and_tokens() {
         auth: None,
         metrics: None,
         max_body: MAX_BODY,
+        limits: Default::default(),
     });
     let there = send_to(
         &other_app,

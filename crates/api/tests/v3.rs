@@ -268,6 +268,7 @@ async fn grpc_on_its_own_listener_and_the_gateway_on_http() {
         auth: None,
         metrics: None,
         max_body: 1 << 20,
+        limits: Default::default(),
     };
     let grpc = tocsin_api::grpc_app(state());
     let http = tocsin_api::http_app(state());

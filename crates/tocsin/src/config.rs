@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use tocsin_feeds::Limits;
 use url::Url;
 
 /// `http_listen_addr` when none is given: all interfaces, port 6060 (Clair's default).
@@ -616,6 +617,9 @@ pub struct Tocsin {
     pub delivery: DeliveryTuning,
     /// Largest accepted request body, in bytes.
     pub max_body_size: u64,
+    /// Bounds on what archives, gzip streams and YAML aliases may expand to
+    /// (`tocsin.limits`), for uploads and the CLI alike.
+    pub limits: Limits,
 }
 
 /// Delivery timeouts, backoff and concurrency (`tocsin.delivery`).

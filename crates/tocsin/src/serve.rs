@@ -98,6 +98,7 @@ pub async fn start(
         auth: crate::token_verifier(cfg),
         metrics,
         max_body: usize::try_from(cfg.tocsin.max_body_size).unwrap_or(usize::MAX),
+        limits: cfg.tocsin.limits,
     };
     let http = match grpc_listener {
         None => tocsin_api::app(state),

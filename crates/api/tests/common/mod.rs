@@ -42,6 +42,8 @@ pub struct Options {
     pub auth: Option<TokenVerifier>,
     /// Prometheus rendering.
     pub metrics: Option<MetricsRenderer>,
+    /// Decompression bounds (`tocsin.limits`); `None` for the defaults.
+    pub limits: Option<tocsin_api::Limits>,
 }
 
 impl TestApp {
@@ -61,6 +63,7 @@ impl TestApp {
             auth: o.auth,
             metrics: o.metrics,
             max_body: MAX_BODY,
+            limits: o.limits.unwrap_or_default(),
         });
         TestApp {
             router,

@@ -150,6 +150,17 @@ pub(super) struct RawTocsin {
     pub process_interval: Option<GoDuration>,
     pub delivery: Option<RawDelivery>,
     pub max_body_size: Option<ByteSize>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_member_bytes: Option<ByteSize>,
+    pub max_decompressed_bytes: Option<ByteSize>,
+    pub max_archive_members: Option<u64>,
+    pub max_manifest_import_bytes: Option<ByteSize>,
+    pub max_yaml_bytes: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
