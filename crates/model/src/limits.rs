@@ -20,7 +20,7 @@ use std::io::{self, Read};
 /// | one member (record file), decompressed | 133,542 B (`almalinux9` `ALSA-2023:3661.json`) | 32 MiB | ≈ 250× |
 /// | one archive, decompressed (tar stream) | 13,568,000 B (`updates/almalinux9/11-…tar.gz`, 738,516 B compressed) | 1 GiB | ≈ 79× |
 /// | members of one archive | 7,241 (`updates/debian/06-20230403.tar.gz`) | 250,000 | ≈ 34× |
-/// | one JSON Lines record (an IndexReport) | 71,256 B (`inventories/clair`); the bench fleet averages ~103 KiB | 32 MiB (`max_member_bytes`) | ≈ 300× |
+/// | one JSON Lines record (an IndexReport) | 71,256 B (`inventories/clair`); the bench fleet averages ~103 KiB | 32 MiB (`max_member_bytes`) | ≈ 470× |
 /// | one gzip JSON Lines import, decompressed | ~103 KiB per manifest | 16 GiB | ≈ 160,000 manifests |
 /// | one YAML record | 16,878 B (`osv/pypi`, 2,661 records) | 1 MiB | ≈ 62× |
 ///
