@@ -45,7 +45,8 @@ pub fn validate_updater_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// `PUT /api/v1/updaters/{name}/snapshot`: imports a snapshot (tar.gz, zip, or a JSON array of
-/// OSV records or claircore vulnerabilities), all-or-nothing, then processes it.
+/// OSV records or claircore vulnerabilities), all-or-nothing, then processes it. An archive that
+/// decompresses past [`AppState::limits`] is a 413 naming the limit, and nothing is stored.
 pub async fn put_snapshot(
     State(state): State<AppState>,
     Path(rest): Path<String>,
@@ -53,11 +54,16 @@ pub async fn put_snapshot(
 ) -> Result<Response, ApiError> {
     let name = split(&rest, "snapshot")?;
     let updater = name.clone();
-    let snapshot =
-        tokio::task::spawn_blocking(move || tocsin_feeds::read_bytes(&updater, &body, &|_| {}))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let limits = state.limits;
+    let snapshot = tokio::task::spawn_blocking(move || {
+        tocsin_feeds::read_bytes_with_limits(&updater, &body, &limits, &|_| {})
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| match e {
+        tocsin_feeds::FeedError::Limit { .. } => ApiError::TooLarge(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
     let outcome = state
         .engine
         .import(&name, &snapshot.fingerprint, &snapshot.vulnerabilities)

@@ -56,6 +56,7 @@ pub const MAX_REQUEST_TARGET: usize = 16 * 1024;
 /// Most header bytes (names and values) accepted in one request: 431 beyond it. hyper refuses
 /// a request head over about 400 KiB before it reaches the router.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub use tocsin_feeds::Limits;
 
 /// Checks a bearer token; `Err` carries the reason for the 401.
 pub type TokenVerifier = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub max_body: usize,
     /// How many request bodies may be received at once, and how fast.
     pub uploads: UploadLimits,
+    /// Bounds on what uploaded archives may decompress to (`tocsin.limits`).
+    pub limits: Limits,
 }
 
 /// Every route [`app`] serves, in the order it mounts them: the router is built from this

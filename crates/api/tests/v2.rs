@@ -366,6 +366,7 @@ async fn wire_details_errors_and_tokens() {
         metrics: None,
         max_body: MAX_BODY,
         uploads: Default::default(),
+        limits: Default::default(),
     });
     let there = send_to(
         &other_app,

@@ -269,6 +269,7 @@ async fn grpc_on_its_own_listener_and_the_gateway_on_http() {
         metrics: None,
         max_body: 1 << 20,
         uploads: Default::default(),
+        limits: Default::default(),
     };
     let grpc = tocsin_api::grpc_app(state());
     let http = tocsin_api::http_app(state());

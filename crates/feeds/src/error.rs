@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use tocsin_model::limits::LimitExceeded;
+
 /// Why a snapshot could not be read. Every variant names the file (inside an archive: the entry's
 /// path) and, for record errors, the JSON path or YAML location of the offending value.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,16 @@ pub enum FeedError {
         /// What was seen.
         reason: String,
     },
+    /// The input decompresses or expands to more than a [`Limits`](tocsin_model::limits::Limits)
+    /// bound allows: a decompression bomb, or a genuine snapshot larger than `tocsin.limits`
+    /// is set for. Reading stops at the bound; nothing is kept.
+    #[error("{file}: {exceeded}")]
+    Limit {
+        /// The input (inside an archive: `archive: member`, when the member is known).
+        file: String,
+        /// Which bound, with its value.
+        exceeded: LimitExceeded,
+    },
     /// The input held no record at all. Refused because importing it would withdraw every
     /// vulnerability of the updater; this is almost always a wrong path or a truncated download.
     #[error("{file}: no vulnerability records found (an empty snapshot would remove every vulnerability of the updater)")]
@@ -63,6 +75,13 @@ pub enum FeedError {
 }
 
 impl FeedError {
+    pub(crate) fn limit(file: impl Into<String>, exceeded: LimitExceeded) -> Self {
+        FeedError::Limit {
+            file: file.into(),
+            exceeded,
+        }
+    }
+
     pub(crate) fn record(file: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
         FeedError::Record {
             file: file.to_string(),

@@ -23,6 +23,10 @@
 //! - **Severity.** A CVSS v3.x/v4.0 base score when the record carries a vector (see
 //!   [`cvss_base_score`]), else the database's own word (GHSA `MODERATE`, Red Hat-style
 //!   `Important:` summaries, …), else Unknown.
+//! - **Bounded decompression.** Archives (tar.gz, zip) and YAML aliases are bounded by
+//!   [`Limits`] (`tocsin.limits`): per member, in total and in member count, counting bytes
+//!   actually produced and never trusting a size the archive declares. A bomb stops at the bound
+//!   with [`FeedError::Limit`], which names the setting and how to raise it.
 //! - **Refusing empty input.** A path or upload with no record at all is an error
 //!   ([`FeedError::Empty`]): it is almost always a wrong path or a truncated download, and
 //!   importing it would withdraw every vulnerability of the updater.
@@ -39,7 +43,10 @@ mod source;
 pub use error::FeedError;
 pub use severity::{cvss_base_score, InvalidCvss};
 pub use snapshot::{Snapshot, SnapshotStats};
-pub use source::{read_bytes, read_path, SnapshotFormat};
+pub use source::{
+    read_bytes, read_bytes_with_limits, read_path, read_path_with_limits, SnapshotFormat,
+};
+pub use tocsin_model::limits::{Limit, LimitExceeded, Limited, Limits};
 pub use tocsin_model::vuln::Vulnerability;
 
 /// Reading progress, reported after each record file (or document). Callers draw a progress bar

@@ -1,8 +1,10 @@
 //! Collecting the vulnerabilities of one snapshot and sealing them into a [`Snapshot`].
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
+use tocsin_model::limits::{Limit, Limits};
 use tocsin_model::vuln::{Addressed, Vulnerability};
 
 use crate::error::FeedError;
@@ -77,6 +79,7 @@ impl fmt::Display for SnapshotStats {
 /// what makes reading all-or-nothing.
 pub(crate) struct Collector<'a> {
     updater: &'a str,
+    limits: Limits,
     progress: &'a dyn Fn(Progress),
     total: Option<u64>,
     done: u64,
@@ -129,7 +132,153 @@ pub(crate) fn parse_json<T: DeserializeOwned>(file: &str, bytes: &[u8]) -> Resul
     Ok(value)
 }
 
-fn parse_yaml<T: DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T, FeedError> {
+/// What one YAML node costs in [`yaml_expansion_within`]: about the size of a small value held
+/// in memory (a `String` is 24 bytes, a `serde_json::Value` 32), so that a million aliases of an
+/// empty anchor are as bounded as one of a long one.
+const YAML_NODE_COST: u64 = 32;
+
+/// Walks a YAML document the way deserialisation sees it, aliases expanded, keeping nothing, and
+/// fails once the expansion passes its budget. YAML's anchors and aliases are a compression
+/// scheme: `versions: [*a, *a, …]` repeats a megabyte-long anchor a million times from a
+/// few megabytes of text (serde_yaml_ng only caps alias jumps at 100 per event, not their size).
+#[derive(Clone, Copy)]
+struct Expansion<'a> {
+    left: &'a Cell<u64>,
+    exceeded: &'a Cell<bool>,
+}
+
+impl Expansion<'_> {
+    fn charge<E: de::Error>(self, bytes: u64) -> Result<(), E> {
+        let cost = bytes.saturating_add(YAML_NODE_COST);
+        match self.left.get().checked_sub(cost) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => {
+                self.exceeded.set(true);
+                Err(E::custom("expansion budget exhausted"))
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Expansion<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Expansion<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.charge(v.len() as u64)
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<(), E> {
+        self.charge(v.len() as u64)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.charge(0)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_newtype_struct<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.charge(0)?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.charge(0)?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        // A tagged node (`!Tag value`): the tag, then the value.
+        self.charge(0)?;
+        let ((), variant) = data.variant_seed(self)?;
+        de::VariantAccess::newtype_variant_seed(variant, self)
+    }
+}
+
+/// Whether a YAML document's expansion (its scalars' bytes plus [`YAML_NODE_COST`] per node,
+/// aliases expanded) stays within `budget`. Syntax errors count as within: the real parse
+/// reports them, with their path.
+fn yaml_expansion_within(bytes: &[u8], budget: u64) -> bool {
+    let left = Cell::new(budget);
+    let exceeded = Cell::new(false);
+    let seed = Expansion {
+        left: &left,
+        exceeded: &exceeded,
+    };
+    let _ = seed.deserialize(serde_yaml_ng::Deserializer::from_slice(bytes));
+    !exceeded.get()
+}
+
+/// Most flow-collection openers (`[`, `{`) in one YAML record. libyaml's scanner does work
+/// proportional to the flow nesting depth for every token, so 100,000 nested `[` (200 KB) took
+/// 64 s; the openers counted anywhere (in strings too) bound that depth soundly. The real
+/// records have at most 8.
+const MAX_YAML_FLOW_OPENERS: usize = 256;
+
+/// Parses one YAML record, after the bounds YAML needs beyond the member bound: its size
+/// (`max_yaml_bytes`: the parser holds it as events about a hundred times larger), its flow
+/// openers ([`MAX_YAML_FLOW_OPENERS`]) and its alias expansion (`max_member_bytes`).
+fn parse_yaml<T: DeserializeOwned>(
+    file: &str,
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<T, FeedError> {
+    if bytes.len() as u64 > limits.max_yaml_bytes {
+        return Err(FeedError::limit(file, Limit::YamlBytes.exceeded(limits)));
+    }
+    let openers = bytes.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if openers > MAX_YAML_FLOW_OPENERS {
+        return Err(FeedError::record(
+            file,
+            "",
+            format!(
+                "more than {MAX_YAML_FLOW_OPENERS} flow collection openers ([ or {{); refused \
+                 because the YAML scanner slows down quadratically with flow nesting"
+            ),
+        ));
+    }
+    if !yaml_expansion_within(strip_bom(bytes), limits.max_member_bytes) {
+        return Err(FeedError::limit(file, Limit::MemberBytes.exceeded(limits)));
+    }
     let de = serde_yaml_ng::Deserializer::from_slice(strip_bom(bytes));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = path_text(e.path());
@@ -152,12 +301,19 @@ impl<'a> Collector<'a> {
         progress(Progress { done: 0, total });
         Collector {
             updater,
+            limits: Limits::default(),
             progress,
             total,
             done: 0,
             stats: SnapshotStats::default(),
             vulns: Vec::new(),
         }
+    }
+
+    /// Bounds what records may expand to (YAML aliases) by `limits`.
+    pub(crate) fn with_limits(mut self, limits: &Limits) -> Self {
+        self.limits = *limits;
+        self
     }
 
     fn tick(&mut self) {
@@ -176,7 +332,7 @@ impl<'a> Collector<'a> {
     pub(crate) fn add_osv_document(&mut self, file: &str, bytes: &[u8]) -> Result<(), FeedError> {
         self.stats.files += 1;
         if is_yaml(file) {
-            let record: osv::OsvRecord = parse_yaml(file, bytes)?;
+            let record: osv::OsvRecord = parse_yaml(file, bytes, &self.limits)?;
             osv::convert(
                 self.updater,
                 file,

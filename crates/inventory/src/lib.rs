@@ -281,6 +281,41 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // serde_json's recursion limit (128) is in force: no crate enables `unbounded_depth` and
+        // nothing calls `disable_recursion_limit`. Nested components, a nested unknown value,
+        // and a document that is only brackets.
+        let depth = 100_000;
+        let nested_components = format!(
+            r#"{{"bomFormat":"CycloneDX","specVersion":"1.4","components":[{}{}]}}"#,
+            r#"{"name":"x","components":["#.repeat(depth),
+            "]}".repeat(depth)
+        );
+        let e = parse(Input {
+            bytes: nested_components.as_bytes(),
+            digest: Some(digest()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("recursion limit"), "{e}");
+        let deep_value = format!(
+            r#"{{"manifest_hash":"{}","x":{}{}}}"#,
+            digest(),
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        // Skipped without recursion: parses, and fails only for what it lacks.
+        let _ = parse(Input::new(deep_value.as_bytes()));
+        let brackets = "[".repeat(depth);
+        assert!(parse(Input {
+            bytes: brackets.as_bytes(),
+            digest: Some(digest()),
+            ..Default::default()
+        })
+        .is_err());
+    }
+
+    #[test]
     fn unknown_content_says_what_was_expected() {
         for bytes in [&b"{\"hello\": 1}"[..], b"lorem ipsum\n", b"  \n"] {
             let e = parse(Input {

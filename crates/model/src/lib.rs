@@ -10,6 +10,8 @@
 //! - [`change`]: the change set — the single source of truth from which every notification format
 //!   is projected.
 //! - [`notification`]: Clair v4 notification entries and pages.
+//! - [`limits`]: bounds on what outside bytes may decompress or expand to, and the reader that
+//!   enforces them.
 #![deny(missing_docs)]
 
 pub mod change;
@@ -17,6 +19,7 @@ pub mod claircore;
 mod digest;
 pub mod ecosystem;
 pub mod inventory;
+pub mod limits;
 pub mod notification;
 mod severity;
 pub mod vuln;

@@ -9,6 +9,7 @@ use tocsin_model::inventory::InventoryFormat;
 use tocsin_model::notification::ReceiptStatus;
 use tocsin_model::Digest;
 
+use tocsin_feeds::{Limit, Limited, Limits};
 use tocsin_store::{BulkItem, ImportOutcome, PutOutcome, Store};
 use uuid::Uuid;
 
@@ -29,10 +30,10 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 /// `tocsin manifest …` (all but `report`, see [`manifest_report`]).
-pub async fn manifest(store: Arc<dyn Store>, cmd: ManifestCommand) -> Result<()> {
+pub async fn manifest(store: Arc<dyn Store>, cmd: ManifestCommand, limits: &Limits) -> Result<()> {
     match cmd {
         ManifestCommand::Add(a) => manifest_add(&*store, a).await,
-        ManifestCommand::Import(a) => manifest_import(store, a).await,
+        ManifestCommand::Import(a) => manifest_import(store, a, *limits).await,
         ManifestCommand::List { limit } => {
             let list = store.list_manifests(None, limit).await?;
             println!(
@@ -118,9 +119,11 @@ async fn manifest_add(store: &dyn Store, a: ManifestAdd) -> Result<()> {
     Ok(())
 }
 
-/// The stream itself, or its decompression when it starts with gzip's magic bytes.
+/// The stream itself, or its decompression when it starts with gzip's magic bytes, bounded by
+/// `max_manifest_import_bytes` (nothing expands in plain input, so it is not bounded in total).
 fn maybe_gunzip(
     input: Box<dyn std::io::Read + Send>,
+    limits: &Limits,
 ) -> std::io::Result<Box<dyn std::io::BufRead + Send>> {
     use std::io::BufRead as _;
     let mut plain = std::io::BufReader::with_capacity(1 << 20, input);
@@ -128,10 +131,33 @@ fn maybe_gunzip(
     Ok(match gzip {
         true => Box::new(std::io::BufReader::with_capacity(
             1 << 20,
-            flate2::read::MultiGzDecoder::new(plain),
+            Limited::new(
+                flate2::read::MultiGzDecoder::new(plain),
+                Limit::ManifestImportBytes,
+                limits,
+            ),
         )),
         false => Box::new(plain),
     })
+}
+
+/// Reads the next line of `input` into `line` (cleared first, newline kept), at most
+/// `max_member_bytes` before its newline: a longer line is refused before it is held whole.
+/// Returns the bytes read; 0 at the end.
+fn read_bounded_line(
+    input: &mut dyn std::io::BufRead,
+    line: &mut Vec<u8>,
+    limits: &Limits,
+) -> std::io::Result<usize> {
+    use std::io::BufRead as _;
+    line.clear();
+    let max = limits.max_member_bytes;
+    let read = std::io::Read::take(&mut *input, max.saturating_add(1)).read_until(b'\n', line)?;
+    let content = line.strip_suffix(b"\n").unwrap_or(line).len() as u64;
+    if content > max {
+        return Err(Limit::MemberBytes.exceeded(limits).into_io());
+    }
+    Ok(read)
 }
 
 /// Manifests parsed ahead of the store while it writes.
@@ -141,7 +167,11 @@ const IMPORT_QUEUE: usize = 64;
 /// one store transaction: parsing (one core) overlaps with encoding and writing (the other). Any
 /// bad line stops the reader, which then drops its end of the queue without committing, so the
 /// store rolls everything back.
-async fn manifest_import(store: Arc<dyn Store>, a: ManifestImport) -> Result<()> {
+///
+/// Bounds (`tocsin.limits`): each line by `max_member_bytes`, a gzip stream's decompressed
+/// total by `max_manifest_import_bytes`. Crossing one is an error like a bad line: nothing is
+/// imported.
+async fn manifest_import(store: Arc<dyn Store>, a: ManifestImport, limits: Limits) -> Result<()> {
     let labels = parse_labels(&a.labels)?;
     let input: Box<dyn std::io::Read + Send> = if a.path.as_os_str() == "-" {
         Box::new(std::io::stdin())
@@ -163,13 +193,13 @@ async fn manifest_import(store: Arc<dyn Store>, a: ManifestImport) -> Result<()>
     let (tx, rx) = tokio::sync::mpsc::channel(IMPORT_QUEUE);
     let reader_bar = bar.clone();
     let reader = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut lines = maybe_gunzip(input).with_context(|| format!("reading {name}"))?;
+        let mut lines = maybe_gunzip(input, &limits).with_context(|| format!("reading {name}"))?;
         let mut line = Vec::new();
         let mut n = 0u64;
         for number in 1u64.. {
-            line.clear();
-            let read = std::io::BufRead::read_until(&mut lines, b'\n', &mut line)
-                .with_context(|| format!("reading {name} at line {number}"))?;
+            let read = read_bounded_line(&mut *lines, &mut line, &limits).with_context(|| {
+                format!("reading {name} at line {number}: nothing was imported")
+            })?;
             if read == 0 {
                 break;
             }
@@ -215,10 +245,10 @@ async fn manifest_import(store: Arc<dyn Store>, a: ManifestImport) -> Result<()>
 }
 
 /// `tocsin feed …`
-pub async fn feed(engine: &Engine, cmd: FeedCommand) -> Result<()> {
+pub async fn feed(engine: &Engine, cmd: FeedCommand, limits: &Limits) -> Result<()> {
     match cmd {
         FeedCommand::Import { name, path } => {
-            let snapshot = read_snapshot_with_progress(&name, &path)?;
+            let snapshot = read_snapshot_with_progress(&name, &path, limits)?;
             let outcome = engine
                 .import(&name, &snapshot.fingerprint, &snapshot.vulnerabilities)
                 .await?;
@@ -275,6 +305,7 @@ pub async fn feed(engine: &Engine, cmd: FeedCommand) -> Result<()> {
 pub fn read_snapshot_with_progress(
     name: &str,
     path: &std::path::Path,
+    limits: &Limits,
 ) -> Result<tocsin_feeds::Snapshot> {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
@@ -289,7 +320,7 @@ pub fn read_snapshot_with_progress(
         }
         bar.set_position(p.done);
     };
-    let snapshot = tocsin_feeds::read_path(name, path, &progress)
+    let snapshot = tocsin_feeds::read_path_with_limits(name, path, limits, &progress)
         .with_context(|| format!("importing {}", path.display()));
     bar.finish_and_clear();
     snapshot

@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tocsin_deliver::amqp::uri::{BrokerUri, UriError};
+pub use tocsin_feeds::Limits;
 use url::Url;
 
 /// `http_listen_addr` when none is given: all interfaces, port 6060 (Clair's default).
@@ -701,6 +702,9 @@ pub struct Tocsin {
     pub upload_timeout: Duration,
     /// How many request bodies are received at once.
     pub max_concurrent_uploads: usize,
+    /// Bounds on what archives, gzip streams and YAML aliases may expand to
+    /// (`tocsin.limits`), for uploads and the CLI alike.
+    pub limits: Limits,
 }
 
 /// Delivery timeouts, backoff and concurrency (`tocsin.delivery`).

@@ -121,9 +121,11 @@ async fn run(cli: Cli) -> Result<()> {
             cli::ManifestCommand::Report { digest } => {
                 commands::manifest_report(&open_engine(&cfg).await?, &digest).await
             }
-            cmd => commands::manifest(open_store(&cfg).await?, cmd).await,
+            cmd => commands::manifest(open_store(&cfg).await?, cmd, &cfg.tocsin.limits).await,
         },
-        Command::Feed(cmd) => commands::feed(&open_engine(&cfg).await?, cmd).await,
+        Command::Feed(cmd) => {
+            commands::feed(&open_engine(&cfg).await?, cmd, &cfg.tocsin.limits).await
+        }
         Command::Notification(cmd) => commands::notification(&*open_store(&cfg).await?, cmd).await,
     }
 }

@@ -136,6 +136,7 @@ pub async fn start(
         auth: crate::token_verifier(cfg),
         metrics,
         max_body: usize::try_from(cfg.tocsin.max_body_size).unwrap_or(usize::MAX),
+        limits: cfg.tocsin.limits,
         uploads: tocsin_api::UploadLimits::new(
             cfg.tocsin.max_concurrent_uploads,
             cfg.tocsin.upload_timeout,

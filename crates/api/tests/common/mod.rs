@@ -43,6 +43,8 @@ pub struct Options {
     pub auth: Option<TokenVerifier>,
     /// Prometheus rendering.
     pub metrics: Option<MetricsRenderer>,
+    /// Decompression bounds (`tocsin.limits`); `None` for the defaults.
+    pub limits: Option<tocsin_api::Limits>,
 }
 
 impl TestApp {
@@ -63,6 +65,7 @@ impl TestApp {
             metrics: o.metrics,
             max_body: MAX_BODY,
             uploads: Default::default(),
+            limits: o.limits.unwrap_or_default(),
         });
         TestApp {
             router,

@@ -155,6 +155,7 @@ pub(super) struct RawTocsin {
     pub upload_timeout: Option<GoDuration>,
     pub max_concurrent_uploads: Option<u64>,
     pub tls: Option<RawTocsinTls>,
+    pub limits: Option<RawLimits>,
 }
 
 /// tocsin's additions to serving TLS; here because Clair rejects unknown keys under `tls`.
@@ -162,6 +163,16 @@ pub(super) struct RawTocsin {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTocsinTls {
     pub client_ca: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_member_bytes: Option<ByteSize>,
+    pub max_decompressed_bytes: Option<ByteSize>,
+    pub max_archive_members: Option<u64>,
+    pub max_manifest_import_bytes: Option<ByteSize>,
+    pub max_yaml_bytes: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

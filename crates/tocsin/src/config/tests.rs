@@ -336,6 +336,7 @@ fn no_file_means_defaults() {
             header_read_timeout: Duration::from_secs(30),
             upload_timeout: Duration::from_secs(600),
             max_concurrent_uploads: 4,
+            limits: Limits::default(),
         }
     );
     assert!(!config.test_mode);
@@ -375,6 +376,12 @@ tocsin:
     lease: 1m
     persistent: false
   max_body_size: 1GiB
+  limits:
+    max_member_bytes: 4MiB
+    max_decompressed_bytes: 2GiB
+    max_archive_members: 1000
+    max_manifest_import_bytes: 100GiB
+    max_yaml_bytes: 64KiB
 "#);
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(
@@ -402,6 +409,45 @@ tocsin:
         "tocsin.delivery.persistent: false switches it off"
     );
     assert_eq!(t.max_body_size, 1 << 30);
+    assert_eq!(
+        t.limits,
+        Limits {
+            max_member_bytes: 4 << 20,
+            max_decompressed_bytes: 2 << 30,
+            max_archive_members: 1000,
+            max_manifest_import_bytes: 100 << 30,
+            max_yaml_bytes: 64 << 10,
+        }
+    );
+}
+
+#[test]
+fn limits_are_positive_known_and_partial() {
+    let p = problems("tocsin:\n  limits:\n    max_member_bytes: 0\n    max_archive_members: 0\n");
+    assert!(
+        has_problem(&p, "tocsin.limits.max_member_bytes", "greater than 0"),
+        "{p:?}"
+    );
+    assert!(
+        has_problem(&p, "tocsin.limits.max_archive_members", "greater than 0"),
+        "{p:?}"
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    let (message, line) = parse_error("tocsin:\n  limits:\n    max_members: 5\n");
+    assert!(
+        message.contains("tocsin.limits: unknown field `max_members`"),
+        "{message}"
+    );
+    assert_eq!(line, Some(3));
+    // Unset keys keep their defaults.
+    let (config, _) = ok("tocsin:\n  limits:\n    max_member_bytes: 1MiB\n");
+    assert_eq!(
+        config.tocsin.limits,
+        Limits {
+            max_member_bytes: 1 << 20,
+            ..Limits::default()
+        }
+    );
 }
 
 #[test]

@@ -860,6 +860,7 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
             }
         },
     };
+    let limits = limits(c, raw.limits.unwrap_or_default());
     let legacy_layer_label = match raw.legacy_layer_label {
         Some(l) if l.trim().is_empty() || l.contains('=') => {
             c.problem(
@@ -916,6 +917,47 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
             DEFAULT_UPLOAD_TIMEOUT,
         ),
         max_concurrent_uploads,
+        limits,
+    }
+}
+
+/// `tocsin.limits`: every bound positive; unset ones keep [`Limits::default`].
+fn limits(c: &mut Checker, raw: raw::RawLimits) -> Limits {
+    let defaults = Limits::default();
+    let mut positive = |key: &str, value: Option<u64>, default: u64| match value {
+        None => default,
+        Some(0) => {
+            c.problem(&format!("tocsin.limits.{key}"), "must be greater than 0");
+            default
+        }
+        Some(n) => n,
+    };
+    Limits {
+        max_member_bytes: positive(
+            "max_member_bytes",
+            raw.max_member_bytes.map(|b| b.0),
+            defaults.max_member_bytes,
+        ),
+        max_decompressed_bytes: positive(
+            "max_decompressed_bytes",
+            raw.max_decompressed_bytes.map(|b| b.0),
+            defaults.max_decompressed_bytes,
+        ),
+        max_archive_members: positive(
+            "max_archive_members",
+            raw.max_archive_members,
+            defaults.max_archive_members,
+        ),
+        max_manifest_import_bytes: positive(
+            "max_manifest_import_bytes",
+            raw.max_manifest_import_bytes.map(|b| b.0),
+            defaults.max_manifest_import_bytes,
+        ),
+        max_yaml_bytes: positive(
+            "max_yaml_bytes",
+            raw.max_yaml_bytes.map(|b| b.0),
+            defaults.max_yaml_bytes,
+        ),
     }
 }
 
