@@ -35,9 +35,16 @@ fi
 "$fuzz/seed.sh" >/dev/null
 
 cd "$fuzz"
-cargo fuzz build -s none
+# FUZZ_DEV=1 builds without optimisations (minutes instead of tens of minutes cold): enough for
+# the smoke run CI makes from the seeds; long campaigns want the default release build.
+if [ -n "${FUZZ_DEV:-}" ]; then
+    cargo fuzz build -s none --dev
+    bin_dir="$fuzz/target/x86_64-unknown-linux-gnu/debug"
+else
+    cargo fuzz build -s none
+    bin_dir="$fuzz/target/x86_64-unknown-linux-gnu/release"
+fi
 targets="${FUZZ_TARGETS:-$(cargo fuzz list)}"
-bin_dir="$fuzz/target/x86_64-unknown-linux-gnu/release"
 mkdir -p "$fuzz/logs"
 
 run_one() {

@@ -39,6 +39,8 @@ rm -f "$nextest_log"
 cargo nextest run --workspace --locked --no-fail-fast
 echo "== doc tests"
 cargo test --workspace --locked --doc
+echo "== fuzz smoke (every target for a few seconds from its seeds; docs/reliability.md has the long runs)"
+FUZZ_DEV=1 scripts/fuzz.sh "${TOCSIN_FUZZ_SECONDS:-5}"
 echo "== benchmark smoke (N = 10,000; figures are not checked, only that every workload runs)"
 # Debug build, fewer report requests, a sampled baseline and fewer webhook sets keep this to a few
 # minutes on 2 cores; BENCHMARKS.md has the release figures and how to reproduce them.
