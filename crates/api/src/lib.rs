@@ -45,9 +45,9 @@ use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use error::ApiError;
+pub use routes::{Access, Family, RouteInfo};
 pub use server::{serve_with, ConnectionLimits, UploadLimits};
 pub use tls::{ServerTls, ServerTlsFiles, TlsError, TlsListener};
-pub use routes::{Access, Family, RouteInfo};
 
 /// Longest accepted request target (path and query string), in bytes: 414 beyond it. Clair's
 /// clients send a page size and a page token; tocsin's, a few labels.
