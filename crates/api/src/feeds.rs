@@ -72,6 +72,7 @@ pub async fn put_snapshot(
     let (status, label, op) = match outcome {
         ImportOutcome::Created(op) => (StatusCode::CREATED, "created", op),
         ImportOutcome::Unchanged(op) => (StatusCode::OK, "unchanged", op),
+        ImportOutcome::Held(h) => (StatusCode::ACCEPTED, "held", h.operation),
     };
     // The background processor may have taken the new operation while we waited for the lock.
     if status == StatusCode::CREATED {

@@ -487,6 +487,7 @@ impl Engine {
         let label = match outcome {
             ImportOutcome::Created(_) => "created",
             ImportOutcome::Unchanged(_) => "unchanged",
+            ImportOutcome::Held(_) => "held",
         };
         metrics::counter!("tocsin_imports_total", "outcome" => label).increment(1);
         Ok(outcome)

@@ -179,6 +179,7 @@ pub(crate) async fn updaters(c: &Client) -> Result<Vec<UpdaterInfo>> {
                     kind: r.get(7),
                 });
             Ok(UpdaterInfo {
+            held: None, // TEMP: the store does not hold operations yet
                 vulnerabilities: match r.get::<_, Option<i64>>(8) {
                     Some(n) => to_u64(n, what)?,
                     None => 0,

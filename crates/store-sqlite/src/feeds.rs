@@ -157,6 +157,7 @@ pub(crate) fn updaters(conn: &Connection) -> Result<Vec<UpdaterInfo>> {
         let latest = latest_op(&tx, &name)?;
         let what = || format!("updater {name:?}");
         out.push(UpdaterInfo {
+            held: None, // TEMP: the store does not hold operations yet
             vulnerabilities: match &latest {
                 Some(row) => to_u64(row.6, what)?,
                 None => 0,

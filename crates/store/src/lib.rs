@@ -180,6 +180,75 @@ pub enum ImportOutcome {
     Created(UpdateOperation),
     /// The snapshot's fingerprint equals the updater's latest operation: nothing stored.
     Unchanged(UpdateOperation),
+    /// The snapshot was imported held ([`Store::import_held`]), or equals the operation already
+    /// held: it is stored but not processed until accepted ([`Store::accept_operation`]).
+    Held(HeldOperation),
+}
+
+impl ImportOutcome {
+    /// The operation created, found unchanged, or held.
+    pub fn operation(&self) -> &UpdateOperation {
+        match self {
+            ImportOutcome::Created(op) | ImportOutcome::Unchanged(op) => op,
+            ImportOutcome::Held(h) => &h.operation,
+        }
+    }
+}
+
+/// An update operation kept out of processing by the storm guard until an operator accepts it
+/// or a later import replaces it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HeldOperation {
+    /// The operation (its `reference` is what [`Store::accept_operation`] takes).
+    pub operation: UpdateOperation,
+    /// Why it is held, in words for the operator (e.g. "would withdraw 912 of 1,206 (76%)").
+    pub reason: String,
+    /// Vulnerabilities in it.
+    pub vulnerabilities: u64,
+}
+
+/// The schedule and fetch state of one followed source (an updater tocsin fetches itself),
+/// shared by every process on the store so that a source is fetched by one process at a time
+/// and on one schedule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceState {
+    /// The updater name.
+    pub name: String,
+    /// When the next scheduled run is due (`None`: due now, never run).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_run: Option<OffsetDateTime>,
+    /// When the last run started.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_attempt: Option<OffsetDateTime>,
+    /// When the last successful run started (a 304 or unchanged content is a success).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success: Option<OffsetDateTime>,
+    /// When the last failed run started.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_error_at: Option<OffsetDateTime>,
+    /// Why the last failed run failed. Kept after later successes, with its time, as history.
+    pub last_error: Option<String>,
+    /// Failed runs since the last success (drives the back-off between scheduled runs).
+    pub failures: u32,
+    /// The fetcher's own state (validators, incremental cursor), opaque to the store: empty
+    /// when none was recorded.
+    pub state: String,
+    /// Until when a process holds the source's lease (it is fetching), if one does.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub lease_until: Option<OffsetDateTime>,
+}
+
+/// How one run of a followed source ended, recorded by [`Store::finish_source_run`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRun {
+    /// When the run started.
+    pub started: OffsetDateTime,
+    /// `Ok` on success, else the reason it failed.
+    pub outcome: Result<(), String>,
+    /// The fetcher's state to keep (`None`: keep the stored one).
+    pub state: Option<String>,
+    /// When the next scheduled run is due.
+    pub next_run: OffsetDateTime,
 }
 
 /// An updater's state.
@@ -195,6 +264,8 @@ pub struct UpdaterInfo {
     pub operations: u64,
     /// Vulnerabilities in the newest operation.
     pub vulnerabilities: u64,
+    /// The operation held by the storm guard, if any (at most one: a later import replaces it).
+    pub held: Option<HeldOperation>,
 }
 
 /// A new v4 notification set, with its entries in page order.
@@ -537,14 +608,73 @@ pub trait Store: Send + Sync + 'static {
         vulns: &[Addressed],
         now: OffsetDateTime,
     ) -> Result<ImportOutcome>;
+    /// Stores a snapshot as [`Store::import_snapshot`] does, but *held*: the operation is kept,
+    /// with `reason`, out of everything that reads an updater's operations
+    /// ([`Store::update_operations`], [`UpdaterInfo::latest`]) until [`Store::accept_operation`]
+    /// accepts it. A fingerprint equal to the latest (accepted) operation's is
+    /// [`ImportOutcome::Unchanged`]; equal to the operation already held, that operation is
+    /// returned as [`ImportOutcome::Held`] and nothing is stored.
+    ///
+    /// Every import, held or not, that stores a new operation or finds the latest accepted one
+    /// unchanged *supersedes* the updater's held operation: it is dropped (never processed,
+    /// never accepted; its records are collected with the next garbage collection). So an
+    /// updater holds at most one operation, and it is always newer than every accepted one.
+    async fn import_held(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Addressed],
+        now: OffsetDateTime,
+        reason: &str,
+    ) -> Result<ImportOutcome> {
+        let _ = (updater, fingerprint, vulns, now, reason);
+        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
+    }
+    /// Accepts the updater's held operation `op`: from now on it is the updater's latest
+    /// operation, processed like any other. [`StoreError::Invalid`] when `op` is not the
+    /// updater's held operation (unknown, superseded, or already accepted).
+    async fn accept_operation(&self, updater: &str, op: Uuid) -> Result<UpdateOperation> {
+        let _ = (updater, op);
+        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
+    }
     /// Every updater.
     async fn updaters(&self) -> Result<Vec<UpdaterInfo>>;
-    /// An updater's operations, newest first.
+    /// An updater's operations, newest first (accepted ones only: never a held or superseded
+    /// one).
     async fn update_operations(&self, updater: &str) -> Result<Vec<UpdateOperation>>;
     /// The vulnerability ids of an update operation.
     async fn operation_vulnerabilities(&self, op: Uuid) -> Result<Vec<VulnId>>;
     /// Vulnerabilities by id (unknown ids are skipped), in the order asked.
     async fn vulnerabilities(&self, ids: &[VulnId]) -> Result<Vec<(VulnId, Vulnerability)>>;
+
+    // ---- followed sources ----------------------------------------------------------------------
+
+    /// Leases source `name` to `holder` until `now + lease_for`, creating its state when it has
+    /// none, and returns its state; `None` when another holder's lease has not expired, or when
+    /// `due_only` and its `next_run` is after `now`. The same holder may claim again (renewing).
+    async fn claim_source(
+        &self,
+        name: &str,
+        holder: Uuid,
+        now: OffsetDateTime,
+        lease_for: Duration,
+        due_only: bool,
+    ) -> Result<Option<SourceState>> {
+        let _ = (name, holder, now, lease_for, due_only);
+        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
+    }
+    /// Records how `holder`'s run of `name` ended and releases its lease: `last_attempt` (and
+    /// `last_success` or `last_error_at`/`last_error`) take `run.started`, `failures` is reset on
+    /// success and counted up on failure, `next_run` and (when given) `state` are stored.
+    /// [`StoreError::Conflict`] when the lease is no longer `holder`'s: nothing is written.
+    async fn finish_source_run(&self, name: &str, holder: Uuid, run: &SourceRun) -> Result<()> {
+        let _ = (name, holder, run);
+        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
+    }
+    /// Every source's state, by name.
+    async fn sources(&self) -> Result<Vec<SourceState>> {
+        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
+    }
 
     // ---- processing ---------------------------------------------------------------------------
 

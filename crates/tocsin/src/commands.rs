@@ -262,6 +262,10 @@ pub async fn feed(engine: &Engine, cmd: FeedCommand, limits: &Limits) -> Result<
                     "{name} unchanged (same content as update operation {})",
                     op.reference
                 ),
+                ImportOutcome::Held(h) => println!(
+                    "{name}: update operation {} is held ({}); accept it with `tocsin feed accept {name} {}`",
+                    h.operation.reference, h.reason, h.operation.reference
+                ),
             }
             for p in engine.process_pending().await? {
                 match p.set {
