@@ -3,10 +3,16 @@
 //! The data (`inventories/`, `osv/`, `updates/`, `versions/`) is read in place from the
 //! `shared/data` folder beside the repository, never copied into it. `TOCSIN_SHARED_DATA`
 //! points elsewhere. Tests skip, saying why, when the folder is absent; they never fail for it.
+//!
+//! Features: `tls` (module `tls`, a throw-away certificate authority) and `osv-mirror` (module
+//! `osv_mirror`, a local HTTP server in the OSV.dev export layout with fault injection, for the
+//! updaters' tests).
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "osv-mirror")]
+pub mod osv_mirror;
 #[cfg(feature = "tls")]
 pub mod tls;
 
