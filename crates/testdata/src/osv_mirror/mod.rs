@@ -8,7 +8,11 @@
 //! - `B/E/modified_id.csv`: one line `<modified>,<ID>` per record, no header, newest first (ties
 //!   by id, ascending), each line ending in `\n`. `<modified>` is the record's own `modified`
 //!   field converted to UTC and truncated to whole seconds, `2024-07-30T14:43:15Z`
-//!   ([`normalise_modified`]); a record without a readable `modified` gets the publish time;
+//!   ([`normalise_modified`]); a record without a readable `modified` gets the publish time; a
+//!   record whose bytes changed since the previous publish while its `modified` did not advance
+//!   past the time it was listed at is listed at the newest time of the publish (so that the list
+//!   shows every change, as an export stamping its own times would), and keeps that time while
+//!   its bytes stay the same;
 //! - `B/E/<ID>.json`: each record alone, its bytes exactly as published;
 //! - `B/modified_id.csv` (`<modified>,E/<ID>` over every ecosystem, newest first) and
 //!   `B/ecosystems.txt` (one ecosystem a line, sorted), as at the root of OSV.dev's bucket.
@@ -453,12 +457,31 @@ impl OsvMirror {
         let mut inner = self.shared.lock();
         let at = inner.tick();
         let stamp = records::format_modified(at).unwrap_or_default();
+        let old = inner.ecosystems.remove(ecosystem).unwrap_or_default();
+        // The newest time this publish lists: its records' own, or what was listed before.
+        let newest = meta
+            .iter()
+            .filter_map(|(m, _)| m.clone())
+            .chain(old.records.values().map(|(listed, _)| listed.clone()))
+            .max()
+            .unwrap_or_else(|| stamp.clone());
         let mut eco = Ecosystem::default();
         for ((id, _), (modified, sha)) in records.iter().zip(meta) {
-            let modified = modified.unwrap_or_else(|| stamp.clone());
+            let mut modified = modified.unwrap_or_else(|| stamp.clone());
+            if let Some((listed, osha)) = old.records.get(id) {
+                if *osha != sha && modified <= *listed {
+                    // Its content changed while its `modified` did not (RustSec's export does
+                    // this): list it as the newest change of this publish, as an export that
+                    // stamps its own modification times would, so that the list shows every
+                    // change and a client following it sees what the archive holds.
+                    modified = newest.clone();
+                } else if *osha == sha && *listed > modified {
+                    // Listed later than its own time by an earlier publish: keep that.
+                    modified = listed.clone();
+                }
+            }
             eco.records.insert(id.clone(), (modified, sha));
         }
-        let old = inner.ecosystems.remove(ecosystem).unwrap_or_default();
         let (mut added, mut changed, mut unchanged) = (0, 0, 0);
         for (id, (_, sha)) in &eco.records {
             match old.records.get(id) {
