@@ -25,7 +25,12 @@
 //!   - garbage collection: under `pg_try_advisory_xact_lock`, one process at a time (the others
 //!     get zero counts);
 //!   - the manifest change feed: writers hold an advisory lock from taking a `seq` to commit, so
-//!     feed positions become visible in order and every process's index can follow the feed.
+//!     feed positions become visible in order and every process's index can follow the feed;
+//!   - held update operations: imports supersede, and acceptance accepts, the held operation
+//!     under the updater's row lock, so a held operation is accepted or superseded, never both;
+//!   - followed sources: a claim is one `INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING`
+//!     on the source's row, so of several processes claiming a free source exactly one gets it,
+//!     and finishing a run is guarded by the lease holder.
 //! - **Wake-ups.** Writers `pg_notify` in their transaction (delivered at commit); one
 //!   `LISTEN` connection per process turns them into [`StoreEvent`]s ([`Store::events`]).
 //! - **Bulk writes.** Notification entries go through binary `COPY`; vulnerabilities,
@@ -53,6 +58,7 @@ mod listen;
 mod manifests;
 mod outbox;
 mod schema;
+mod sources;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tls;
@@ -74,7 +80,8 @@ use tocsin_store::{
     Attempt, Backlog, BulkItem, BulkOutcome, DeliveryTask, GcStats, ImportOutcome, IndexEntry,
     LegacyDeliveryOutcome, LegacyDeliveryTask, LegacyLayer, LegacyNotification, ManifestChange,
     ManifestId, ManifestSummary, MarkRead, NewNotificationSet, NotificationSetInfo,
-    ProcessedUpdate, PutOutcome, Result, Store, StoreError, StoreEvent, UpdaterInfo,
+    ProcessedUpdate, PutOutcome, Result, SourceRun, SourceState, Store, StoreError, StoreEvent,
+    UpdaterInfo,
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -336,6 +343,29 @@ impl PgStore {
     pub fn database(&self) -> String {
         describe(&self.inner.config)
     }
+
+    /// Imports a snapshot, held with the reason when `hold` is given.
+    async fn import(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Addressed],
+        now: OffsetDateTime,
+        hold: Option<&str>,
+    ) -> Result<ImportOutcome> {
+        // The connection goes back to the pool while the new records are encoded.
+        let stored = feeds::latest_ids(&self.client().await?, updater).await?;
+        let encoded = tocsin_store::codec::encode_snapshot(updater, vulns, &stored)?;
+        feeds::import(
+            &mut self.client().await?,
+            updater,
+            fingerprint,
+            &encoded,
+            now,
+            hold,
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -408,17 +438,23 @@ impl Store for PgStore {
         vulns: &[Addressed],
         now: OffsetDateTime,
     ) -> Result<ImportOutcome> {
-        // The connection goes back to the pool while the new records are encoded.
-        let stored = feeds::latest_ids(&self.client().await?, updater).await?;
-        let encoded = tocsin_store::codec::encode_snapshot(updater, vulns, &stored)?;
-        feeds::import(
-            &mut self.client().await?,
-            updater,
-            fingerprint,
-            &encoded,
-            now,
-        )
-        .await
+        self.import(updater, fingerprint, vulns, now, None).await
+    }
+
+    async fn import_held(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Addressed],
+        now: OffsetDateTime,
+        reason: &str,
+    ) -> Result<ImportOutcome> {
+        self.import(updater, fingerprint, vulns, now, Some(reason))
+            .await
+    }
+
+    async fn accept_operation(&self, updater: &str, op: Uuid) -> Result<UpdateOperation> {
+        feeds::accept(&mut self.client().await?, updater, op).await
     }
 
     async fn updaters(&self) -> Result<Vec<UpdaterInfo>> {
@@ -435,6 +471,33 @@ impl Store for PgStore {
 
     async fn vulnerabilities(&self, ids: &[VulnId]) -> Result<Vec<(VulnId, Vulnerability)>> {
         feeds::vulnerabilities(&self.client().await?, ids).await
+    }
+
+    async fn claim_source(
+        &self,
+        name: &str,
+        holder: Uuid,
+        now: OffsetDateTime,
+        lease_for: Duration,
+        due_only: bool,
+    ) -> Result<Option<SourceState>> {
+        sources::claim(
+            &self.client().await?,
+            name,
+            holder,
+            now,
+            lease_for,
+            due_only,
+        )
+        .await
+    }
+
+    async fn finish_source_run(&self, name: &str, holder: Uuid, run: &SourceRun) -> Result<()> {
+        sources::finish(&self.client().await?, name, holder, run).await
+    }
+
+    async fn sources(&self) -> Result<Vec<SourceState>> {
+        sources::all(&self.client().await?).await
     }
 
     async fn commit_processed(&self, p: &ProcessedUpdate) -> Result<()> {

@@ -109,18 +109,28 @@ pub(crate) async fn create_set(c: &mut Client, s: &EncodedSet) -> Result<()> {
 
 pub(crate) async fn commit_processed(c: &mut Client, p: &EncodedProcessed) -> Result<()> {
     let tx = c.transaction().await.ctx("commit_processed: begin")?;
-    let Some((op, op_updater)) = op_seq(&tx, p.cur).await? else {
+    let Some(found) = op_seq(&tx, p.cur).await? else {
         return Err(StoreError::Invalid(format!(
             "commit_processed: unknown update operation {}",
             p.cur
         )));
     };
-    if op_updater != p.updater {
+    if found.updater != p.updater {
         return Err(StoreError::Invalid(format!(
-            "commit_processed: operation {} belongs to updater {op_updater:?}, not {:?}",
+            "commit_processed: operation {} belongs to updater {:?}, not {:?}",
+            p.cur, found.updater, p.updater
+        )));
+    }
+    // A held operation is processed only once accepted, a superseded one never (acceptance and
+    // superseding are final for an accepted or superseded operation, so this cannot change
+    // before the commit).
+    if !found.accepted {
+        return Err(StoreError::Invalid(format!(
+            "commit_processed: update operation {} of {:?} is held or superseded, not accepted",
             p.cur, p.updater
         )));
     }
+    let op = found.seq;
     // The row lock makes the comparison below and the mark's update one atomic step across
     // processes: a concurrent committer waits here and then reads our mark.
     let mark: Option<Uuid> = tx
@@ -765,6 +775,7 @@ pub(crate) async fn collect_garbage(
         .await
         .ctx("collect_garbage: removing notification sets")?;
     crate::legacy::collect(&tx, cutoff).await?;
+    let operations = crate::feeds::collect_superseded(&tx).await?;
     // Exclusive: no import is between storing a body and linking it (see `feeds::import`).
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_VULNS])
         .await
@@ -778,6 +789,9 @@ pub(crate) async fn collect_garbage(
         .await
         .ctx("collect_garbage: removing unreferenced vulnerabilities")?;
     tx.commit().await.ctx("collect_garbage: commit")?;
+    if operations > 0 {
+        tracing::debug!(operations, "removed superseded update operations");
+    }
     Ok(GcStats {
         sets,
         vulnerabilities,

@@ -195,6 +195,36 @@ CREATE TABLE manifest_packages (
 );
 ALTER TABLE change_set ALTER COLUMN body TYPE BYTEA USING convert_to(body, 'UTF8');
 "#,
+    // 4: held update operations and followed sources (see `feeds` and `sources`). An operation
+    // is `accepted` (every operation stored before this version), `held` by the storm guard with
+    // the operator's `held_reason`, or `superseded` (a held one a later import replaced: never
+    // processed, removed by garbage collection). Only accepted operations are an updater's
+    // operations; the unique partial index makes "at most one held operation per updater" a
+    // constraint, and the other one keeps garbage collection's scan to superseded rows (adding a
+    // column with a constant default rewrites no rows). `followed_source` is the lease and
+    // schedule of one source tocsin fetches itself, claimed by one upsert so that processes
+    // racing for it get it once; times are Unix nanoseconds like everywhere else, a NULL
+    // `next_run` means due now (never run).
+    r#"
+ALTER TABLE operation ADD COLUMN status TEXT NOT NULL DEFAULT 'accepted'
+    CHECK (status IN ('accepted', 'held', 'superseded'));
+ALTER TABLE operation ADD COLUMN held_reason TEXT;
+CREATE UNIQUE INDEX operation_held ON operation(updater) WHERE status = 'held';
+CREATE INDEX operation_superseded ON operation(seq) WHERE status = 'superseded';
+
+CREATE TABLE followed_source (
+    name          TEXT COLLATE "C" PRIMARY KEY,
+    lease_holder  UUID,
+    lease_until   BIGINT,
+    next_run      BIGINT,
+    last_attempt  BIGINT,
+    last_success  BIGINT,
+    last_error_at BIGINT,
+    last_error    TEXT,
+    failures      BIGINT NOT NULL DEFAULT 0,
+    state         TEXT   NOT NULL DEFAULT ''
+);
+"#,
 ];
 
 /// The schema version this build writes.

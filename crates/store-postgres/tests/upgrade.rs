@@ -1,7 +1,8 @@
-//! A database written by an older release (schema 2) opens, upgrades and reads back: change sets
-//! stored as JSON naming manifests by digest, and manifests without stored index packages.
+//! A database written by an older release opens, upgrades and reads back: from schema 2, change
+//! sets stored as JSON naming manifests by digest, and manifests without stored index packages;
+//! from schema 3, update operations without a status (they are accepted).
 use tocsin_model::inventory::installed_packages;
-use tocsin_store::conformance::{digest, manifest, t};
+use tocsin_store::conformance::{digest, hold, manifest, t};
 use tocsin_store::{ImportOutcome, Store};
 use tocsin_store_postgres::testing::throwaway_database;
 
@@ -91,4 +92,47 @@ async fn rows_written_before_schema_3_still_read() {
     store.put_manifest(&changed, t(1)).await.unwrap();
     let e = store.index_entries(&[entries[0].id]).await.unwrap();
     assert_eq!(e[0].packages.to_vec(), installed_packages(&changed.report));
+}
+
+#[tokio::test]
+async fn operations_stored_before_schema_4_are_accepted() {
+    let Some(db) = throwaway_database().await else {
+        return;
+    };
+    db.migrate_to(3).await;
+    let (client, conn) = tokio_postgres::connect(db.connstring(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "INSERT INTO updater (name) VALUES ('u');
+             INSERT INTO operation (ref, updater, fingerprint, kind, date, vulns)
+             VALUES ('00000000-0000-0000-0000-000000000005', 'u', 'fp', 'vulnerability',
+                     '2026-01-01T00:00:00Z', 0);",
+        )
+        .await
+        .unwrap();
+
+    let store = db.store().await;
+    let op = uuid::Uuid::from_u128(5).to_string();
+    let listed = store.update_operations("u").await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|o| o.reference.clone())
+            .collect::<Vec<_>>(),
+        vec![op.clone()]
+    );
+    let info = store.updaters().await.unwrap();
+    assert_eq!((info[0].operations, info[0].held.clone()), (1, None));
+    // The upgraded operation is the one fingerprints compare with; the new states work beside it.
+    let held = hold(&store, "u", "fp-2", &[], t(0), "everything withdrawn").await;
+    assert_eq!(store.updaters().await.unwrap()[0].held, Some(held));
+    match store.import_snapshot("u", "fp", &[], t(1)).await.unwrap() {
+        ImportOutcome::Unchanged(o) => assert_eq!(o.reference, op),
+        other => panic!("expected Unchanged, got {other:?}"),
+    }
+    assert_eq!(store.updaters().await.unwrap()[0].held, None);
+    assert!(store.sources().await.unwrap().is_empty());
 }

@@ -12,7 +12,7 @@ pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The backend-neutral conversions, shared with the other store.
 pub(crate) use tocsin_store::codec::{
     add_nanos, corrupt_json, from_nanos, from_opt_nanos, parse_uuid, rfc3339, to_i64, to_nanos,
-    to_u64,
+    to_u32, to_u64,
 };
 
 /// A SQLite failure with the operation it happened in.

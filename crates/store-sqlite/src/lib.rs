@@ -36,6 +36,11 @@
 //!   fresh AUTOINCREMENT `seq` in the same transaction as the put or delete it records; the
 //!   schema migration that added it seeded it with the manifests already stored.
 //!
+//! - **Held update operations** (schema version 5) are rows of the `operation` table with a
+//!   status (`accepted`, `held`, `superseded`); readers of an updater's operations filter on
+//!   `accepted`, imports supersede the held one in their transaction, and garbage collection
+//!   removes superseded ones. **Followed sources** are one row each, claimed with one upsert.
+//!
 //! Beyond the trait's documentation, this store (and the conformance suite) pins down: times are
 //! kept to the nanosecond as Unix nanoseconds (years 1678–2261, else `Invalid`);
 //! `operation_vulnerabilities` returns ids sorted and refuses an unknown operation;
@@ -50,6 +55,7 @@ mod legacy;
 mod manifests;
 mod outbox;
 mod schema;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -68,7 +74,7 @@ use tocsin_store::{
     Attempt, Backlog, BulkItem, BulkOutcome, DeliveryTask, GcStats, ImportOutcome, IndexEntry,
     LegacyDeliveryOutcome, LegacyDeliveryTask, LegacyLayer, LegacyNotification, ManifestChange,
     ManifestId, ManifestSummary, MarkRead, NewNotificationSet, NotificationSetInfo,
-    ProcessedUpdate, PutOutcome, Result, Store, StoreError, UpdaterInfo,
+    ProcessedUpdate, PutOutcome, Result, SourceRun, SourceState, Store, StoreError, UpdaterInfo,
 };
 use uuid::Uuid;
 
@@ -141,22 +147,6 @@ impl SqliteStore {
         })
     }
 
-    /// Opens a store left at schema `version` (tests of upgrades from older releases).
-    #[cfg(test)]
-    fn open_at_version(dir: &Path, version: usize) -> Result<SqliteStore> {
-        let path = dir.join(DB_FILE);
-        let mut conn = Connection::open(&path).ctx("opening a test database")?;
-        schema::configure_writer(&conn)?;
-        schema::migrate_to(&mut conn, version)?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                path: Some(path),
-                writer: Mutex::new(conn),
-                readers: Mutex::new(Vec::new()),
-            }),
-        })
-    }
-
     /// A store in memory, gone when the last clone is dropped (tests and dry runs).
     pub fn open_in_memory() -> Result<SqliteStore> {
         let mut conn = Connection::open_in_memory().ctx("opening an in-memory database")?;
@@ -174,6 +164,36 @@ impl SqliteStore {
     /// The database file, or `None` in memory.
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// Imports a snapshot, held with the reason when `hold` is given.
+    async fn import(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Addressed],
+        now: OffsetDateTime,
+        hold: Option<String>,
+    ) -> Result<ImportOutcome> {
+        let stored = {
+            let updater = updater.to_string();
+            self.blocking("import_snapshot", move |db| {
+                db.with_reader(|c| feeds::latest_ids(c, &updater))
+            })
+            .await?
+        };
+        // Only the records not stored yet are copied to the blocking thread and encoded.
+        let pending = tocsin_store::codec::split_snapshot(updater, vulns, &stored)?;
+        drop(stored);
+        let updater = updater.to_string();
+        let fingerprint = fingerprint.to_string();
+        self.blocking("import_snapshot", move |db| {
+            let encoded = pending.encode()?;
+            db.with_writer(|c| {
+                feeds::import(c, &updater, &fingerprint, &encoded, now, hold.as_deref())
+            })
+        })
+        .await
     }
 
     /// Runs `f` on the blocking pool.
@@ -331,21 +351,25 @@ impl Store for SqliteStore {
         vulns: &[Addressed],
         now: OffsetDateTime,
     ) -> Result<ImportOutcome> {
-        let stored = {
-            let updater = updater.to_string();
-            self.blocking("import_snapshot", move |db| {
-                db.with_reader(|c| feeds::latest_ids(c, &updater))
-            })
-            .await?
-        };
-        // Only the records not stored yet are copied to the blocking thread and encoded.
-        let pending = tocsin_store::codec::split_snapshot(updater, vulns, &stored)?;
-        drop(stored);
+        self.import(updater, fingerprint, vulns, now, None).await
+    }
+
+    async fn import_held(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Addressed],
+        now: OffsetDateTime,
+        reason: &str,
+    ) -> Result<ImportOutcome> {
+        self.import(updater, fingerprint, vulns, now, Some(reason.to_string()))
+            .await
+    }
+
+    async fn accept_operation(&self, updater: &str, op: Uuid) -> Result<UpdateOperation> {
         let updater = updater.to_string();
-        let fingerprint = fingerprint.to_string();
-        self.blocking("import_snapshot", move |db| {
-            let encoded = pending.encode()?;
-            db.with_writer(|c| feeds::import(c, &updater, &fingerprint, &encoded, now))
+        self.blocking("accept_operation", move |db| {
+            db.with_writer(|c| feeds::accept(c, &updater, op))
         })
         .await
     }
@@ -376,6 +400,34 @@ impl Store for SqliteStore {
             db.with_reader(|c| feeds::vulnerabilities(c, &ids))
         })
         .await
+    }
+
+    async fn claim_source(
+        &self,
+        name: &str,
+        holder: Uuid,
+        now: OffsetDateTime,
+        lease_for: Duration,
+        due_only: bool,
+    ) -> Result<Option<SourceState>> {
+        let name = name.to_string();
+        self.blocking("claim_source", move |db| {
+            db.with_writer(|c| sources::claim(c, &name, holder, now, lease_for, due_only))
+        })
+        .await
+    }
+
+    async fn finish_source_run(&self, name: &str, holder: Uuid, run: &SourceRun) -> Result<()> {
+        let (name, run) = (name.to_string(), run.clone());
+        self.blocking("finish_source_run", move |db| {
+            db.with_writer(|c| sources::finish(c, &name, holder, &run))
+        })
+        .await
+    }
+
+    async fn sources(&self) -> Result<Vec<SourceState>> {
+        self.blocking("sources", |db| db.with_reader(sources::all))
+            .await
     }
 
     async fn commit_processed(&self, p: &ProcessedUpdate) -> Result<()> {

@@ -91,18 +91,28 @@ pub(crate) fn commit_processed(conn: &mut Connection, p: &EncodedProcessed) -> R
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .ctx("commit_processed: begin")?;
-    let Some((op, op_updater)) = op_seq(&tx, p.cur)? else {
+    let Some(found) = op_seq(&tx, p.cur)? else {
         return Err(StoreError::Invalid(format!(
             "commit_processed: unknown update operation {}",
             p.cur
         )));
     };
-    if op_updater != p.updater {
+    if found.updater != p.updater {
         return Err(StoreError::Invalid(format!(
-            "commit_processed: operation {} belongs to updater {op_updater:?}, not {:?}",
+            "commit_processed: operation {} belongs to updater {:?}, not {:?}",
+            p.cur, found.updater, p.updater
+        )));
+    }
+    // A held operation is processed only once accepted, a superseded one never (acceptance and
+    // superseding are final for an accepted or superseded operation, so this cannot change
+    // before the commit).
+    if !found.accepted {
+        return Err(StoreError::Invalid(format!(
+            "commit_processed: update operation {} of {:?} is held or superseded, not accepted",
             p.cur, p.updater
         )));
     }
+    let op = found.seq;
     let mark: Option<String> = tx
         .query_row(
             "SELECT processed_op FROM updater WHERE name = ?1",
@@ -864,6 +874,7 @@ pub(crate) fn collect_garbage(
         )
         .ctx("collect_garbage: removing notification sets")?;
     crate::legacy::collect(&tx, cutoff)?;
+    let operations = crate::feeds::collect_superseded(&tx)?;
     let vulnerabilities = tx
         .execute(
             "DELETE FROM vulnerability WHERE NOT EXISTS (
@@ -872,6 +883,9 @@ pub(crate) fn collect_garbage(
         )
         .ctx("collect_garbage: removing unreferenced vulnerabilities")?;
     tx.commit().ctx("collect_garbage: commit")?;
+    if operations > 0 {
+        tracing::debug!(operations, "removed superseded update operations");
+    }
     Ok(GcStats {
         sets: u64::try_from(sets).unwrap_or(u64::MAX),
         vulnerabilities: u64::try_from(vulnerabilities).unwrap_or(u64::MAX),

@@ -184,6 +184,34 @@ CREATE TABLE manifest_packages (
     packages BLOB NOT NULL
 );
 "#,
+    // 5: held update operations and followed sources (see `feeds` and `sources`). An operation
+    // is `accepted` (every operation stored before this version), `held` by the storm guard with
+    // the operator's `held_reason`, or `superseded` (a held one a later import replaced: never
+    // processed, removed by garbage collection). Only accepted operations are an updater's
+    // operations; the unique partial index makes "at most one held operation per updater" a
+    // constraint, and the other one keeps garbage collection's scan to superseded rows.
+    // `followed_source` is the lease and schedule of one source tocsin fetches itself; times are
+    // Unix nanoseconds like everywhere else, a NULL `next_run` means due now (never run).
+    r#"
+ALTER TABLE operation ADD COLUMN status TEXT NOT NULL DEFAULT 'accepted'
+    CHECK (status IN ('accepted', 'held', 'superseded'));
+ALTER TABLE operation ADD COLUMN held_reason TEXT;
+CREATE UNIQUE INDEX operation_held ON operation(updater) WHERE status = 'held';
+CREATE INDEX operation_superseded ON operation(seq) WHERE status = 'superseded';
+
+CREATE TABLE followed_source (
+    name          TEXT    PRIMARY KEY,
+    lease_holder  TEXT,
+    lease_until   INTEGER,
+    next_run      INTEGER,
+    last_attempt  INTEGER,
+    last_success  INTEGER,
+    last_error_at INTEGER,
+    last_error    TEXT,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    state         TEXT    NOT NULL DEFAULT ''
+);
+"#,
 ];
 
 /// The schema version this build writes.
@@ -313,6 +341,51 @@ mod tests {
         .unwrap();
     }
 
+    /// Stores an update operation of `updater` the way versions 1 to 4 did (no status).
+    fn insert_v1_operation(conn: &Connection, updater: &str, op: uuid::Uuid) {
+        conn.execute(
+            "INSERT INTO updater (name) VALUES (?1) ON CONFLICT DO NOTHING",
+            [updater],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO operation (ref, updater, fingerprint, kind, date, vulns)
+             VALUES (?1, ?2, 'fp', 'vulnerability', '2026-08-21T12:00:00Z', 0)",
+            rusqlite::params![op.to_string(), updater],
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn operations_stored_before_version_5_are_accepted() {
+        use tocsin_store::conformance::{hold, t};
+        use tocsin_store::Store;
+
+        let dir = tempfile::tempdir().unwrap();
+        let op = uuid::Uuid::from_u128(5);
+        {
+            let mut conn = Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            configure_writer(&conn).unwrap();
+            migrate_to(&mut conn, 4).unwrap();
+            insert_v1_operation(&conn, "u", op);
+        }
+        let store = crate::SqliteStore::open(dir.path()).unwrap();
+        let listed = store.update_operations("u").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].reference, op.to_string());
+        let info = store.updaters().await.unwrap();
+        assert_eq!(
+            (info[0].operations, info[0].held.clone()),
+            (1, None),
+            "{info:?}"
+        );
+        // The upgraded operation is the one fingerprints compare with, and the new states work
+        // beside it.
+        let held = hold(&store, "u", "fp-2", &[], t(0), "everything withdrawn").await;
+        assert_eq!(store.updaters().await.unwrap()[0].held, Some(held));
+        assert!(store.sources().await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn upgrading_seeds_the_manifest_feed_with_existing_manifests() {
         use tocsin_store::conformance::{digest, manifest, t};
@@ -372,7 +445,7 @@ mod tests {
     async fn rows_written_before_version_4_still_read() {
         use tocsin_model::inventory::installed_packages;
         use tocsin_store::conformance::{digest, manifest, t};
-        use tocsin_store::{ImportOutcome, Store};
+        use tocsin_store::Store;
 
         let dir = tempfile::tempdir().unwrap();
         let op = {
@@ -385,19 +458,12 @@ mod tests {
                 [digest(7).as_str()],
             )
             .unwrap();
-            drop(conn);
-            // An operation, and its change set as JSON naming manifests by digest.
-            let store = crate::SqliteStore::open_at_version(dir.path(), 3).unwrap();
-            let ImportOutcome::Created(op) =
-                store.import_snapshot("u", "fp", &[], t(0)).await.unwrap()
-            else {
-                panic!("expected a new operation")
-            };
-            drop(store);
-            let conn = Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            // An operation as version 3 stored it, and its change set as JSON naming manifests
+            // by digest.
+            let op = uuid::Uuid::from_u128(9);
+            insert_v1_operation(&conn, "u", op);
             let json = format!(
-                r#"{{"updater":"u","prev":null,"cur":"{}","changes":[{{"old":null,"new":null,"old_affected":[],"new_affected":["{}","{}"]}}]}}"#,
-                op.reference,
+                r#"{{"updater":"u","prev":null,"cur":"{op}","changes":[{{"old":null,"new":null,"old_affected":[],"new_affected":["{}","{}"]}}]}}"#,
                 digest(7),
                 digest(2)
             );
@@ -406,7 +472,7 @@ mod tests {
                 [&json],
             )
             .unwrap();
-            uuid::Uuid::parse_str(&op.reference).unwrap()
+            op
         };
 
         let store = crate::SqliteStore::open(dir.path()).unwrap();

@@ -38,7 +38,14 @@
 //! - the manifest change feed starts above 0 (0 is "from the start" and the empty feed's head),
 //!   and `manifest_changes` after any position past the head, `u64::MAX` included, is empty;
 //! - garbage collection removes deleted sets at once, sets whose receipts were all delivered
-//!   before `now - retention`, and sets without channels created before that.
+//!   before `now - retention`, and sets without channels created before that;
+//! - `commit_processed` refuses a held or superseded operation (`Invalid`, nothing written);
+//! - a held import equal to the operation already held returns it as stored (its first reason);
+//!   a held operation's `vulnerabilities` counts distinct records, like an operation's;
+//! - a superseded operation is unknown once collected (`operation_vulnerabilities` is
+//!   `Invalid`), and `accept_operation`'s `Invalid` message names the operation;
+//! - `finish_source_run` on a source never claimed is `Conflict`; `sources` are in byte order of
+//!   their names.
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -47,7 +54,7 @@ use std::time::Duration;
 use time::macros::datetime;
 use time::OffsetDateTime;
 use tocsin_model::change::{ChangeSet, ManifestSet, VulnChange};
-use tocsin_model::claircore::{Distribution, Environment, IndexReport, Package};
+use tocsin_model::claircore::{Distribution, Environment, IndexReport, Package, UpdateOperation};
 use tocsin_model::inventory::{installed_packages, InventoryFormat, Manifest};
 use tocsin_model::notification::{Notification, Reason, ReceiptStatus, VulnSummary};
 use tocsin_model::vuln::{
@@ -57,10 +64,10 @@ use tocsin_model::{Digest, Severity};
 use uuid::Uuid;
 
 use crate::{
-    Attempt, AttemptOutcome, Backlog, BulkItem, BulkOutcome, DeliveryTask, ImportOutcome,
-    LegacyDeliveryOutcome, LegacyLayer, ManifestChange, ManifestId, MarkRead,
+    Attempt, AttemptOutcome, Backlog, BulkItem, BulkOutcome, DeliveryTask, HeldOperation,
+    ImportOutcome, LegacyDeliveryOutcome, LegacyLayer, ManifestChange, ManifestId, MarkRead,
     NewLegacyNotification, NewLegacyNotifications, NewNotificationSet, ProcessedUpdate, PutOutcome,
-    Store, StoreError,
+    SourceRun, SourceState, Store, StoreError,
 };
 
 /// Runs one behaviour on a fresh multi-threaded runtime (so blocking-pool backends and
@@ -190,6 +197,22 @@ macro_rules! store_conformance_suite {
             legacy_lost_lease_conflict,
             legacy_gc_removes_old_read,
             secret_first_writer_wins,
+            held_import_hidden_from_operations,
+            held_without_accepted_operations,
+            held_same_fingerprint_returns_held_operation,
+            held_import_supersedes_held,
+            accepted_import_supersedes_held,
+            unchanged_import_supersedes_held,
+            accept_makes_held_latest,
+            accept_refuses_anything_but_the_held_operation,
+            gc_removes_superseded_keeps_held,
+            source_claim_creates_and_excludes,
+            source_claim_same_holder_renews,
+            source_claim_due_only_respects_next_run,
+            source_finish_records_outcomes,
+            source_finish_conflicts_unless_holder,
+            sources_listed_by_name,
+            source_claim_concurrent_one_wins,
         );
     };
 }
@@ -2401,7 +2424,8 @@ pub async fn claim_concurrent_claimers_disjoint(store: &dyn Store) {
 }
 
 /// A backend that announces events ([`Store::events`]) announces an import with its updater, a
-/// set with channels, and a manifest change, each after it committed. Backends without push
+/// set with channels, a manifest change, and an accepted held operation, each after it
+/// committed. Backends without push
 /// (`None`) have nothing to announce.
 pub async fn events_follow_commits(store: &dyn Store) {
     let Some(mut rx) = store.events() else { return };
@@ -2465,6 +2489,25 @@ pub async fn events_follow_commits(store: &dyn Store) {
     expect(&mut rx, crate::StoreEvent::SetCreated).await;
     assert!(store.delete_manifest(&digest(1)).await.unwrap());
     expect(&mut rx, crate::StoreEvent::ManifestChanged).await;
+    // Accepting a held operation is announced like an import (holding it need not be).
+    let held = hold(
+        store,
+        "osv/go",
+        "g-1",
+        &[vuln("osv/go", "GO-1", "1")],
+        t(0),
+        "first import",
+    )
+    .await;
+    store
+        .accept_operation("osv/go", op_id(&held.operation))
+        .await
+        .unwrap();
+    expect(
+        &mut rx,
+        crate::StoreEvent::OperationImported("osv/go".into()),
+    )
+    .await;
 }
 
 // ---- Clair v2/v3 notifications ------------------------------------------------------------------
@@ -2855,4 +2898,755 @@ pub async fn secret_first_writer_wins(store: &dyn Store) {
         (a.as_slice(), b.as_slice(), c.as_slice()),
         (&b"first"[..], &b"first"[..], &b"third"[..])
     );
+}
+
+// ---- held update operations -------------------------------------------------------------------
+
+/// The UUID of an operation.
+pub fn op_id(op: &UpdateOperation) -> Uuid {
+    match Uuid::parse_str(&op.reference) {
+        Ok(u) => u,
+        Err(e) => panic!("operation ref {:?} is not a UUID: {e}", op.reference),
+    }
+}
+
+/// Imports a held snapshot that must be stored as a new held operation.
+pub async fn hold(
+    store: &dyn Store,
+    updater: &str,
+    fingerprint: &str,
+    vulns: &[Vulnerability],
+    now: OffsetDateTime,
+    reason: &str,
+) -> HeldOperation {
+    match store
+        .import_held(updater, fingerprint, &addressed(vulns), now, reason)
+        .await
+    {
+        Ok(ImportOutcome::Held(h)) => {
+            assert_eq!(
+                (h.operation.fingerprint.as_str(), h.reason.as_str()),
+                (fingerprint, reason)
+            );
+            h
+        }
+        other => panic!("held import of {updater}/{fingerprint} should hold, got {other:?}"),
+    }
+}
+
+/// The refs of an updater's operations as `update_operations` lists them.
+async fn listed_ops(store: &dyn Store, updater: &str) -> Vec<String> {
+    store
+        .update_operations(updater)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.reference)
+        .collect()
+}
+
+/// One updater's info.
+async fn updater_info(store: &dyn Store, updater: &str) -> crate::UpdaterInfo {
+    let all = store.updaters().await.unwrap();
+    match all.into_iter().find(|u| u.name == updater) {
+        Some(u) => u,
+        None => panic!("updater {updater:?} is not listed"),
+    }
+}
+
+/// Accepting `op` as `updater`'s must be refused as `Invalid`, naming the operation.
+async fn assert_accept_refused(store: &dyn Store, updater: &str, op: Uuid) {
+    match store.accept_operation(updater, op).await {
+        Err(StoreError::Invalid(m)) => assert!(m.contains(&op.to_string()), "{m}"),
+        other => panic!("accepting {op} as {updater:?}'s should be Invalid, got {other:?}"),
+    }
+}
+
+/// The ids of `vulns`, sorted.
+fn sorted_ids(vulns: &[&Vulnerability]) -> Vec<VulnId> {
+    let mut ids: Vec<VulnId> = vulns.iter().map(|v| v.id()).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// A held operation is stored, with its reason and record count, but it is none of the
+/// updater's operations: not listed, not the latest, not counted, and not processable; its
+/// records read like any operation's.
+pub async fn held_import_hidden_from_operations(store: &dyn Store) {
+    let (a, b, c) = (
+        vuln("debian", "DSA-1-1", "1.0"),
+        vuln("debian", "DSA-2-1", "2.0"),
+        vuln("debian", "DSA-3-1", "3.0"),
+    );
+    let op1 = import(store, "debian", "fp-1", &[a.clone(), b.clone()], t(0)).await;
+    let held = hold(
+        store,
+        "debian",
+        "fp-2",
+        &[b.clone(), c.clone(), c.clone()],
+        t(60),
+        "would withdraw 1 of 2 (50%)",
+    )
+    .await;
+    let h = op_id(&held.operation);
+    assert_ne!(h, op1);
+    assert_eq!(held.vulnerabilities, 2);
+    assert_eq!(
+        (
+            held.operation.updater.as_str(),
+            held.operation.kind.as_str()
+        ),
+        ("debian", "vulnerability")
+    );
+    let date = OffsetDateTime::parse(
+        &held.operation.date,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(date, t(60));
+    assert_eq!(listed_ops(store, "debian").await, vec![op1.to_string()]);
+    let info = updater_info(store, "debian").await;
+    assert_eq!(
+        info.latest.as_ref().map(|o| o.reference.clone()),
+        Some(op1.to_string())
+    );
+    assert_eq!((info.operations, info.vulnerabilities), (1, 2));
+    assert_eq!(info.held, Some(held.clone()));
+    assert_eq!(
+        store.operation_vulnerabilities(h).await.unwrap(),
+        sorted_ids(&[&b, &c])
+    );
+    assert_eq!(
+        store.vulnerabilities(&[c.id()]).await.unwrap(),
+        vec![(c.id(), c.clone())]
+    );
+    let err = store
+        .commit_processed(&processed("debian", None, h, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.change_set(h).await.unwrap(), None);
+    assert_eq!(updater_info(store, "debian").await.processed, None);
+}
+
+/// An updater that has nothing accepted may still hold an operation: it is listed, with no
+/// latest operation, and becomes an ordinary updater once the operation is accepted.
+pub async fn held_without_accepted_operations(store: &dyn Store) {
+    let go = vuln("osv/go", "GO-1", "1");
+    let held = hold(
+        store,
+        "osv/go",
+        "g-1",
+        std::slice::from_ref(&go),
+        t(0),
+        "first import",
+    )
+    .await;
+    let info = updater_info(store, "osv/go").await;
+    assert_eq!(
+        (info.latest.clone(), info.operations, info.vulnerabilities),
+        (None, 0, 0)
+    );
+    assert_eq!(info.held, Some(held.clone()));
+    assert!(store.update_operations("osv/go").await.unwrap().is_empty());
+    let accepted = store
+        .accept_operation("osv/go", op_id(&held.operation))
+        .await
+        .unwrap();
+    assert_eq!(accepted, held.operation);
+    let info = updater_info(store, "osv/go").await;
+    assert_eq!(
+        (
+            info.latest,
+            info.operations,
+            info.vulnerabilities,
+            info.held
+        ),
+        (Some(held.operation), 1, 1, None)
+    );
+}
+
+/// A held import equal to the operation already held returns that operation, as it was stored
+/// (reason included), and stores nothing.
+pub async fn held_same_fingerprint_returns_held_operation(store: &dyn Store) {
+    let (a, b, c) = (
+        vuln("debian", "DSA-1-1", "1.0"),
+        vuln("debian", "DSA-2-1", "2.0"),
+        vuln("debian", "DSA-3-1", "3.0"),
+    );
+    import(store, "debian", "fp-1", std::slice::from_ref(&a), t(0)).await;
+    let held = hold(store, "debian", "fp-2", &[a, b], t(60), "first reason").await;
+    let again = store
+        .import_held(
+            "debian",
+            "fp-2",
+            &addressed(std::slice::from_ref(&c)),
+            t(120),
+            "second reason",
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, ImportOutcome::Held(held.clone()));
+    assert!(store.vulnerabilities(&[c.id()]).await.unwrap().is_empty());
+    assert_eq!(updater_info(store, "debian").await.held, Some(held));
+}
+
+/// A second held import supersedes the first: the first can no longer be accepted, and coming
+/// back to its fingerprint holds a new operation.
+pub async fn held_import_supersedes_held(store: &dyn Store) {
+    let v = [vuln("debian", "DSA-1-1", "1.0")];
+    let op1 = import(store, "debian", "fp-1", &v, t(0)).await;
+    let h1 = hold(store, "debian", "fp-2", &[], t(60), "everything withdrawn").await;
+    let h2 = hold(store, "debian", "fp-3", &v[..], t(120), "doubled").await;
+    assert_ne!(h1.operation.reference, h2.operation.reference);
+    assert_eq!(updater_info(store, "debian").await.held, Some(h2.clone()));
+    assert_eq!(listed_ops(store, "debian").await, vec![op1.to_string()]);
+    assert_accept_refused(store, "debian", op_id(&h1.operation)).await;
+    // The superseded operation is not "the operation already held".
+    let h3 = hold(store, "debian", "fp-2", &[], t(180), "everything withdrawn").await;
+    assert_ne!(h3.operation.reference, h1.operation.reference);
+    assert_accept_refused(store, "debian", op_id(&h2.operation)).await;
+    store
+        .accept_operation("debian", op_id(&h3.operation))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed_ops(store, "debian").await,
+        vec![h3.operation.reference, op1.to_string()]
+    );
+}
+
+/// An accepted import that creates an operation supersedes the held one.
+pub async fn accepted_import_supersedes_held(store: &dyn Store) {
+    let v = [vuln("debian", "DSA-1-1", "1.0")];
+    let op1 = import(store, "debian", "fp-1", &v, t(0)).await;
+    let held = hold(store, "debian", "fp-2", &[], t(60), "everything withdrawn").await;
+    // Even the held operation's own content, imported accepted, is a new operation.
+    let op3 = import(store, "debian", "fp-2", &[], t(120)).await;
+    let info = updater_info(store, "debian").await;
+    assert_eq!(info.held, None);
+    assert_eq!(info.latest.map(|o| o.reference), Some(op3.to_string()));
+    assert_eq!(
+        listed_ops(store, "debian").await,
+        vec![op3.to_string(), op1.to_string()]
+    );
+    assert_accept_refused(store, "debian", op_id(&held.operation)).await;
+}
+
+/// An import equal to the latest accepted operation, held or not, is `Unchanged` and supersedes
+/// the held operation.
+pub async fn unchanged_import_supersedes_held(store: &dyn Store) {
+    let v = [vuln("debian", "DSA-1-1", "1.0")];
+    let op1 = import(store, "debian", "fp-1", &v, t(0)).await;
+    let h1 = hold(store, "debian", "fp-2", &[], t(60), "everything withdrawn").await;
+    match store
+        .import_snapshot("debian", "fp-1", &addressed(&v), t(120))
+        .await
+        .unwrap()
+    {
+        ImportOutcome::Unchanged(op) => assert_eq!(op.reference, op1.to_string()),
+        other => panic!("expected Unchanged, got {other:?}"),
+    }
+    assert_eq!(updater_info(store, "debian").await.held, None);
+    assert_accept_refused(store, "debian", op_id(&h1.operation)).await;
+    let h2 = hold(store, "debian", "fp-3", &[], t(180), "everything withdrawn").await;
+    match store
+        .import_held("debian", "fp-1", &addressed(&v), t(240), "unused")
+        .await
+        .unwrap()
+    {
+        ImportOutcome::Unchanged(op) => assert_eq!(op.reference, op1.to_string()),
+        other => panic!("expected Unchanged, got {other:?}"),
+    }
+    assert_eq!(updater_info(store, "debian").await.held, None);
+    assert_accept_refused(store, "debian", op_id(&h2.operation)).await;
+    assert_eq!(listed_ops(store, "debian").await, vec![op1.to_string()]);
+}
+
+/// An accepted operation is the updater's latest: listed first, counted, processable, and the
+/// operation later imports compare their fingerprint with.
+pub async fn accept_makes_held_latest(store: &dyn Store) {
+    let (a, b, c, d) = (
+        vuln("debian", "DSA-1-1", "1.0"),
+        vuln("debian", "DSA-2-1", "2.0"),
+        vuln("debian", "DSA-3-1", "3.0"),
+        vuln("debian", "DSA-4-1", "4.0"),
+    );
+    let op1 = import(store, "debian", "fp-1", &[a, b.clone()], t(0)).await;
+    store
+        .commit_processed(&processed("debian", None, op1, None))
+        .await
+        .unwrap();
+    let held = hold(store, "debian", "fp-2", &[b, c, d], t(60), "3 new").await;
+    let h = op_id(&held.operation);
+    let accepted = store.accept_operation("debian", h).await.unwrap();
+    assert_eq!(accepted, held.operation);
+    assert_eq!(
+        listed_ops(store, "debian").await,
+        vec![h.to_string(), op1.to_string()]
+    );
+    let info = updater_info(store, "debian").await;
+    assert_eq!(
+        (
+            info.latest,
+            info.operations,
+            info.vulnerabilities,
+            info.held
+        ),
+        (Some(held.operation.clone()), 2, 3, None)
+    );
+    store
+        .commit_processed(&processed("debian", Some(op1), h, None))
+        .await
+        .unwrap();
+    assert_eq!(updater_info(store, "debian").await.processed, Some(h));
+    match store
+        .import_snapshot("debian", "fp-2", &[], t(120))
+        .await
+        .unwrap()
+    {
+        ImportOutcome::Unchanged(op) => assert_eq!(op, held.operation),
+        other => panic!("expected Unchanged, got {other:?}"),
+    }
+}
+
+/// Only the updater's held operation can be accepted: an unknown operation, an accepted one,
+/// another updater's, or one accepted already is `Invalid`, and nothing changes.
+pub async fn accept_refuses_anything_but_the_held_operation(store: &dyn Store) {
+    let op1 = import(
+        store,
+        "debian",
+        "fp-1",
+        &[vuln("debian", "DSA-1-1", "1")],
+        t(0),
+    )
+    .await;
+    let go = import(store, "osv/go", "g-1", &[vuln("osv/go", "GO-1", "1")], t(0)).await;
+    let held = hold(store, "debian", "fp-2", &[], t(60), "everything withdrawn").await;
+    let h = op_id(&held.operation);
+    assert_accept_refused(store, "debian", Uuid::from_u128(42)).await;
+    assert_accept_refused(store, "debian", op1).await;
+    assert_accept_refused(store, "debian", go).await;
+    assert_accept_refused(store, "osv/go", h).await;
+    assert_accept_refused(store, "nobody", h).await;
+    assert_eq!(updater_info(store, "debian").await.held, Some(held.clone()));
+    assert_eq!(listed_ops(store, "osv/go").await, vec![go.to_string()]);
+    store.accept_operation("debian", h).await.unwrap();
+    assert_accept_refused(store, "debian", h).await;
+    assert_eq!(
+        listed_ops(store, "debian").await,
+        vec![h.to_string(), op1.to_string()]
+    );
+}
+
+/// Garbage collection removes superseded operations with their memberships, and then the
+/// records only they held; the held operation and its records stay.
+pub async fn gc_removes_superseded_keeps_held(store: &dyn Store) {
+    let v: Vec<Vulnerability> = (0..4)
+        .map(|i| vuln("debian", &format!("DSA-{i}-1"), "1"))
+        .collect();
+    let (a, b, c, d) = (&v[0], &v[1], &v[2], &v[3]);
+    import(store, "debian", "fp-1", &[a.clone(), b.clone()], t(0)).await;
+    let h1 = hold(store, "debian", "fp-2", &[b.clone(), c.clone()], t(60), "r").await;
+    let h2 = hold(
+        store,
+        "debian",
+        "fp-3",
+        &[b.clone(), d.clone()],
+        t(120),
+        "r",
+    )
+    .await;
+    let stats = store.collect_garbage(t(180), Duration::ZERO).await.unwrap();
+    assert_eq!(stats.vulnerabilities, 1, "{stats:?}");
+    let ids: Vec<VulnId> = v.iter().map(Vulnerability::id).collect();
+    let left: Vec<VulnId> = store
+        .vulnerabilities(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(left, vec![a.id(), b.id(), d.id()]);
+    let err = store
+        .operation_vulnerabilities(op_id(&h1.operation))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let h = op_id(&h2.operation);
+    assert_eq!(
+        store.operation_vulnerabilities(h).await.unwrap(),
+        sorted_ids(&[b, d])
+    );
+    assert_eq!(updater_info(store, "debian").await.held, Some(h2));
+    // Collecting again finds nothing; the held operation can still be accepted whole.
+    let again = store.collect_garbage(t(240), Duration::ZERO).await.unwrap();
+    assert_eq!(again.vulnerabilities, 0);
+    store.accept_operation("debian", h).await.unwrap();
+    assert_eq!(
+        store.vulnerabilities(&[d.id()]).await.unwrap(),
+        vec![(d.id(), d.clone())]
+    );
+    // A held operation superseded by an accepted import goes the same way.
+    let h3 = hold(
+        store,
+        "debian",
+        "fp-4",
+        &[v[0].clone(), vuln("debian", "DSA-9-1", "9")],
+        t(300),
+        "r",
+    )
+    .await;
+    import(store, "debian", "fp-5", std::slice::from_ref(a), t(360)).await;
+    let stats = store.collect_garbage(t(420), Duration::ZERO).await.unwrap();
+    assert_eq!(stats.vulnerabilities, 1, "{stats:?}");
+    assert!(store
+        .operation_vulnerabilities(op_id(&h3.operation))
+        .await
+        .is_err());
+}
+
+// ---- followed sources -------------------------------------------------------------------------
+
+const HOLDER_A: Uuid = Uuid::from_u128(0xa);
+const HOLDER_B: Uuid = Uuid::from_u128(0xb);
+
+/// A run of a followed source.
+pub fn source_run(
+    started: OffsetDateTime,
+    outcome: Result<(), &str>,
+    state: Option<&str>,
+    next_run: OffsetDateTime,
+) -> SourceRun {
+    SourceRun {
+        started,
+        outcome: outcome.map_err(str::to_string),
+        state: state.map(str::to_string),
+        next_run,
+    }
+}
+
+async fn source_state(store: &dyn Store, name: &str) -> SourceState {
+    match store
+        .sources()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+    {
+        Some(s) => s,
+        None => panic!("source {name:?} is not listed"),
+    }
+}
+
+/// The first claim creates the source (due, nothing recorded); another holder is refused while
+/// the lease holds and takes over from the instant it expires.
+pub async fn source_claim_creates_and_excludes(store: &dyn Store) {
+    assert!(store.sources().await.unwrap().is_empty());
+    let first = store
+        .claim_source("osv/debian", HOLDER_A, t(0), MINUTE, true)
+        .await
+        .unwrap();
+    let want = SourceState {
+        name: "osv/debian".into(),
+        lease_until: Some(t(60)),
+        ..SourceState::default()
+    };
+    assert_eq!(first, Some(want.clone()));
+    assert_eq!(store.sources().await.unwrap(), vec![want.clone()]);
+    for at in [30, 59] {
+        assert_eq!(
+            store
+                .claim_source("osv/debian", HOLDER_B, t(at), MINUTE, false)
+                .await
+                .unwrap(),
+            None,
+            "claimed at t({at}) while A's lease holds"
+        );
+    }
+    assert_eq!(store.sources().await.unwrap(), vec![want]);
+    let taken = store
+        .claim_source("osv/debian", HOLDER_B, t(60), MINUTE, false)
+        .await
+        .unwrap();
+    assert_eq!(taken.and_then(|s| s.lease_until), Some(t(120)));
+    assert_eq!(
+        store
+            .claim_source("osv/debian", HOLDER_A, t(61), MINUTE, false)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// The holder may claim again, extending its lease from the new `now`.
+pub async fn source_claim_same_holder_renews(store: &dyn Store) {
+    store
+        .claim_source("nvd", HOLDER_A, t(0), MINUTE, false)
+        .await
+        .unwrap()
+        .expect("first claim");
+    let renewed = store
+        .claim_source("nvd", HOLDER_A, t(30), MINUTE, false)
+        .await
+        .unwrap();
+    assert_eq!(renewed.and_then(|s| s.lease_until), Some(t(90)));
+    assert_eq!(
+        store
+            .claim_source("nvd", HOLDER_B, t(60), MINUTE, false)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store
+        .claim_source("nvd", HOLDER_B, t(90), MINUTE, false)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// A scheduled claim (`due_only`) waits for `next_run`; a manual one does not.
+pub async fn source_claim_due_only_respects_next_run(store: &dyn Store) {
+    store
+        .claim_source("nvd", HOLDER_A, t(0), MINUTE, true)
+        .await
+        .unwrap()
+        .expect("a new source is due");
+    store
+        .finish_source_run("nvd", HOLDER_A, &source_run(t(0), Ok(()), None, t(300)))
+        .await
+        .unwrap();
+    for holder in [HOLDER_A, HOLDER_B] {
+        assert_eq!(
+            store
+                .claim_source("nvd", holder, t(299), MINUTE, true)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    let due = store
+        .claim_source("nvd", HOLDER_B, t(300), MINUTE, true)
+        .await
+        .unwrap();
+    assert_eq!(due.and_then(|s| s.lease_until), Some(t(360)));
+    store
+        .finish_source_run("nvd", HOLDER_B, &source_run(t(300), Ok(()), None, t(900)))
+        .await
+        .unwrap();
+    let manual = store
+        .claim_source("nvd", HOLDER_A, t(301), MINUTE, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        manual.map(|s| (s.next_run, s.lease_until)),
+        Some((Some(t(900)), Some(t(361))))
+    );
+}
+
+/// Finishing records the run: times, the error kept as history after a success, the failure
+/// count, the schedule and the fetcher's state (kept when not given); the lease is released.
+pub async fn source_finish_records_outcomes(store: &dyn Store) {
+    let name = "osv/pypi";
+    store
+        .claim_source(name, HOLDER_A, t(0), MINUTE, true)
+        .await
+        .unwrap()
+        .expect("claim");
+    store
+        .finish_source_run(
+            name,
+            HOLDER_A,
+            &source_run(t(0), Err("HTTP 503"), Some("etag-1"), t(60)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        source_state(store, name).await,
+        SourceState {
+            name: name.into(),
+            next_run: Some(t(60)),
+            last_attempt: Some(t(0)),
+            last_success: None,
+            last_error_at: Some(t(0)),
+            last_error: Some("HTTP 503".into()),
+            failures: 1,
+            state: "etag-1".into(),
+            lease_until: None,
+        }
+    );
+    // Released: another holder may claim at once (the schedule aside).
+    store
+        .claim_source(name, HOLDER_B, t(1), MINUTE, false)
+        .await
+        .unwrap()
+        .expect("released lease");
+    store
+        .finish_source_run(
+            name,
+            HOLDER_B,
+            &source_run(t(1), Err("timed out"), None, t(180)),
+        )
+        .await
+        .unwrap();
+    let s = source_state(store, name).await;
+    assert_eq!(
+        (
+            s.failures,
+            s.last_error.as_deref(),
+            s.last_error_at,
+            s.last_attempt,
+            s.state.as_str(),
+            s.next_run
+        ),
+        (
+            2,
+            Some("timed out"),
+            Some(t(1)),
+            Some(t(1)),
+            "etag-1",
+            Some(t(180))
+        )
+    );
+    store
+        .claim_source(name, HOLDER_A, t(180), MINUTE, true)
+        .await
+        .unwrap()
+        .expect("due");
+    store
+        .finish_source_run(name, HOLDER_A, &source_run(t(180), Ok(()), None, t(480)))
+        .await
+        .unwrap();
+    assert_eq!(
+        source_state(store, name).await,
+        SourceState {
+            name: name.into(),
+            next_run: Some(t(480)),
+            last_attempt: Some(t(180)),
+            last_success: Some(t(180)),
+            last_error_at: Some(t(1)),
+            last_error: Some("timed out".into()),
+            failures: 0,
+            state: "etag-1".into(),
+            lease_until: None,
+        }
+    );
+    store
+        .claim_source(name, HOLDER_A, t(480), MINUTE, true)
+        .await
+        .unwrap()
+        .expect("due");
+    store
+        .finish_source_run(
+            name,
+            HOLDER_A,
+            &source_run(t(480), Ok(()), Some(""), t(780)),
+        )
+        .await
+        .unwrap();
+    let s = source_state(store, name).await;
+    assert_eq!(
+        (s.state.as_str(), s.failures, s.last_success),
+        ("", 0, Some(t(480)))
+    );
+}
+
+/// A run is recorded only while the lease is the holder's: after another holder took the
+/// source over, after the lease was released, or for a source never claimed, finishing is
+/// `Conflict` and writes nothing. A lease that expired without anyone taking it over may still
+/// finish.
+pub async fn source_finish_conflicts_unless_holder(store: &dyn Store) {
+    let run = source_run(t(0), Err("HTTP 500"), Some("cursor-9"), t(600));
+    store
+        .claim_source("nvd", HOLDER_A, t(0), MINUTE, true)
+        .await
+        .unwrap()
+        .expect("claim");
+    store
+        .claim_source("nvd", HOLDER_B, t(60), MINUTE, true)
+        .await
+        .unwrap()
+        .expect("take-over after expiry");
+    let before = source_state(store, "nvd").await;
+    let err = store
+        .finish_source_run("nvd", HOLDER_A, &run)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(source_state(store, "nvd").await, before);
+    store
+        .finish_source_run("nvd", HOLDER_B, &source_run(t(60), Ok(()), None, t(600)))
+        .await
+        .unwrap();
+    let finished = source_state(store, "nvd").await;
+    let err = store
+        .finish_source_run("nvd", HOLDER_B, &run)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(source_state(store, "nvd").await, finished);
+    let err = store
+        .finish_source_run("never-claimed", HOLDER_A, &run)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(store.sources().await.unwrap().len(), 1);
+    // A's run outlasts its lease; B's scheduled claim is refused (not due), so A may finish.
+    store
+        .claim_source("nvd", HOLDER_A, t(100), MINUTE, false)
+        .await
+        .unwrap()
+        .expect("manual claim");
+    assert_eq!(
+        store
+            .claim_source("nvd", HOLDER_B, t(300), MINUTE, true)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .finish_source_run("nvd", HOLDER_A, &source_run(t(100), Ok(()), None, t(700)))
+        .await
+        .unwrap();
+    assert_eq!(source_state(store, "nvd").await.last_success, Some(t(100)));
+}
+
+/// `sources` lists every source in name (byte) order.
+pub async fn sources_listed_by_name(store: &dyn Store) {
+    for name in ["osv/pypi", "nvd", "Zeta", "osv/debian"] {
+        store
+            .claim_source(name, HOLDER_A, t(0), MINUTE, false)
+            .await
+            .unwrap()
+            .expect("claim");
+    }
+    let names: Vec<String> = store
+        .sources()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["Zeta", "nvd", "osv/debian", "osv/pypi"]);
+}
+
+/// Of several holders claiming one source at once, exactly one gets it.
+pub async fn source_claim_concurrent_one_wins(store: &dyn Store) {
+    for round in 0..5u128 {
+        let name = format!("source-{round}");
+        let claim = |holder: u128| {
+            let name = name.clone();
+            async move {
+                store
+                    .claim_source(&name, Uuid::from_u128(holder), t(0), MINUTE, true)
+                    .await
+            }
+        };
+        let (a, b, c, d) = tokio::join!(claim(1), claim(2), claim(3), claim(4));
+        let results = [a, b, c, d];
+        let wins = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    }
 }

@@ -256,13 +256,13 @@ pub struct SourceRun {
 pub struct UpdaterInfo {
     /// Name.
     pub name: String,
-    /// Its newest update operation.
+    /// Its newest accepted update operation (never a held or superseded one).
     pub latest: Option<UpdateOperation>,
     /// The last update operation tocsin processed (the base of the next diff).
     pub processed: Option<Uuid>,
-    /// Number of update operations kept.
+    /// Number of accepted update operations kept.
     pub operations: u64,
-    /// Vulnerabilities in the newest operation.
+    /// Vulnerabilities in the newest accepted operation.
     pub vulnerabilities: u64,
     /// The operation held by the storm guard, if any (at most one: a later import replaces it).
     pub held: Option<HeldOperation>,
@@ -522,7 +522,8 @@ pub struct GcStats {
 /// [`Store::events`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreEvent {
-    /// An update operation of this updater was imported.
+    /// An update operation of this updater was imported, or its held operation accepted: it
+    /// has an operation to process.
     OperationImported(String),
     /// A notification set was created (there are deliveries to make).
     SetCreated,
@@ -600,7 +601,9 @@ pub trait Store: Send + Sync + 'static {
     // ---- feeds --------------------------------------------------------------------------------
 
     /// Stores a snapshot of an updater all-or-nothing. `fingerprint` is the snapshot's content
-    /// hash; equal to the latest operation's, nothing is stored.
+    /// hash; equal to the latest (accepted) operation's, nothing is stored. Either way the
+    /// updater's held operation, if any, is superseded in the same transaction (see
+    /// [`Store::import_held`]).
     async fn import_snapshot(
         &self,
         updater: &str,
@@ -619,6 +622,9 @@ pub trait Store: Send + Sync + 'static {
     /// unchanged *supersedes* the updater's held operation: it is dropped (never processed,
     /// never accepted; its records are collected with the next garbage collection). So an
     /// updater holds at most one operation, and it is always newer than every accepted one.
+    /// An updater without any accepted operation may hold one too: [`Store::updaters`] lists it
+    /// with `latest` `None`. [`Store::operation_vulnerabilities`] reads a held operation's ids
+    /// like any other's.
     async fn import_held(
         &self,
         updater: &str,
@@ -626,17 +632,13 @@ pub trait Store: Send + Sync + 'static {
         vulns: &[Addressed],
         now: OffsetDateTime,
         reason: &str,
-    ) -> Result<ImportOutcome> {
-        let _ = (updater, fingerprint, vulns, now, reason);
-        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
-    }
+    ) -> Result<ImportOutcome>;
     /// Accepts the updater's held operation `op`: from now on it is the updater's latest
-    /// operation, processed like any other. [`StoreError::Invalid`] when `op` is not the
-    /// updater's held operation (unknown, superseded, or already accepted).
-    async fn accept_operation(&self, updater: &str, op: Uuid) -> Result<UpdateOperation> {
-        let _ = (updater, op);
-        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
-    }
+    /// operation, processed like any other (a store that announces events announces it as
+    /// [`StoreEvent::OperationImported`]). [`StoreError::Invalid`] when `op` is not the
+    /// updater's held operation (unknown, superseded, already accepted, or another updater's):
+    /// nothing changes.
+    async fn accept_operation(&self, updater: &str, op: Uuid) -> Result<UpdateOperation>;
     /// Every updater.
     async fn updaters(&self) -> Result<Vec<UpdaterInfo>>;
     /// An updater's operations, newest first (accepted ones only: never a held or superseded
@@ -650,8 +652,11 @@ pub trait Store: Send + Sync + 'static {
     // ---- followed sources ----------------------------------------------------------------------
 
     /// Leases source `name` to `holder` until `now + lease_for`, creating its state when it has
-    /// none, and returns its state; `None` when another holder's lease has not expired, or when
-    /// `due_only` and its `next_run` is after `now`. The same holder may claim again (renewing).
+    /// none (due: `next_run` is `None`), and returns its state; `None` when another holder's
+    /// lease has not expired, or when `due_only` and its `next_run` is after `now`. The same
+    /// holder may claim again (renewing). A lease expires at exactly `lease_until`: a claim at
+    /// that instant succeeds. Claims are atomic across every process sharing the store: of
+    /// several claimers at once, at most one gets the source.
     async fn claim_source(
         &self,
         name: &str,
@@ -659,27 +664,26 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         lease_for: Duration,
         due_only: bool,
-    ) -> Result<Option<SourceState>> {
-        let _ = (name, holder, now, lease_for, due_only);
-        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
-    }
+    ) -> Result<Option<SourceState>>;
     /// Records how `holder`'s run of `name` ended and releases its lease: `last_attempt` (and
     /// `last_success` or `last_error_at`/`last_error`) take `run.started`, `failures` is reset on
     /// success and counted up on failure, `next_run` and (when given) `state` are stored.
-    /// [`StoreError::Conflict`] when the lease is no longer `holder`'s: nothing is written.
-    async fn finish_source_run(&self, name: &str, holder: Uuid, run: &SourceRun) -> Result<()> {
-        let _ = (name, holder, run);
-        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
-    }
+    ///
+    /// The lease is `holder`'s from its claim until it is released (by this call) or another
+    /// holder claims the source: a run that outlasted its lease may still finish as long as
+    /// nobody took the source over meanwhile. [`StoreError::Conflict`] when the lease is not
+    /// `holder`'s (taken over, already released, or the source never claimed): nothing is
+    /// written.
+    async fn finish_source_run(&self, name: &str, holder: Uuid, run: &SourceRun) -> Result<()>;
     /// Every source's state, by name.
-    async fn sources(&self) -> Result<Vec<SourceState>> {
-        Err(StoreError::Invalid("TEMP: not implemented by this store yet".into()))
-    }
+    async fn sources(&self) -> Result<Vec<SourceState>>;
 
     // ---- processing ---------------------------------------------------------------------------
 
     /// Commits a processed update operation atomically (see the crate doc). Returns
-    /// [`StoreError::Conflict`] when the updater's processed mark is not `p.prev`.
+    /// [`StoreError::Conflict`] when the updater's processed mark is not `p.prev`, and
+    /// [`StoreError::Invalid`] when `p.cur` is not an accepted operation of `p.updater` (a held
+    /// or superseded one is never processed).
     async fn commit_processed(&self, p: &ProcessedUpdate) -> Result<()>;
     /// The change set recorded for an update operation.
     async fn change_set(&self, op: Uuid) -> Result<Option<ChangeSet>>;
@@ -784,8 +788,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes deleted sets, and delivered sets older than `delivered_retention`, with their
     /// entries, receipts and attempts; v2/v3 notifications read before `now -
-    /// delivered_retention` (and an operation's layers with its last one); and vulnerabilities
-    /// no operation references any more.
+    /// delivered_retention` (and an operation's layers with its last one); superseded update
+    /// operations (see [`Store::import_held`]) with their memberships; and vulnerabilities no
+    /// operation (accepted or held) references any more.
     ///
     /// Several processes may call this at once; an implementation shared between processes runs
     /// one collection at a time and returns zero counts to the callers it turned away.

@@ -3,7 +3,8 @@
 //! Every record of a snapshot becomes a membership row; only records the store does not hold yet
 //! need their body encoded and inserted. Consecutive snapshots of an updater share almost every
 //! record, so encoding only the new ones removes most of an incremental import's work. "Held"
-//! comes from the updater's latest operation: memberships are never deleted and garbage
+//! comes from the updater's latest accepted operation: an accepted operation's memberships are
+//! never deleted (garbage collection removes only those of superseded operations) and garbage
 //! collection only removes bodies no membership references, so an id listed there is stored. If
 //! that ever stopped being true, the membership's foreign key would fail the whole import rather
 //! than lose a body.
