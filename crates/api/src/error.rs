@@ -17,6 +17,10 @@ pub enum ApiError {
     /// 405.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 409: the request conflicts with the current state (another process is fetching the
+    /// source; the operation is not the held one).
+    #[error("{0}")]
+    Conflict(String),
     /// 413.
     #[error("{0}")]
     TooLarge(String),
@@ -29,6 +33,9 @@ pub enum ApiError {
     /// 507: the store's disk is full; nothing was written.
     #[error("{0}")]
     InsufficientStorage(String),
+    /// 502: a feed source failed or sent something that is not a snapshot.
+    #[error("{0}")]
+    BadGateway(String),
     /// 500: the detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -43,7 +50,9 @@ impl ApiError {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized(message),
             StatusCode::NOT_FOUND => ApiError::NotFound(message),
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(message),
+            StatusCode::CONFLICT => ApiError::Conflict(message),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(message),
+            StatusCode::BAD_GATEWAY => ApiError::BadGateway(message),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
             s if s.is_server_error() => ApiError::Internal(message),
             _ => ApiError::BadRequest(message),
@@ -56,7 +65,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "bad-request"),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad-gateway"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad-request")
             }
@@ -116,6 +127,20 @@ impl From<tocsin_engine::EngineError> for ApiError {
             tocsin_engine::EngineError::Invalid(m) => ApiError::BadRequest(m),
             tocsin_engine::EngineError::Store(s) => s.into(),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<tocsin_updaters::UpdaterError> for ApiError {
+    fn from(e: tocsin_updaters::UpdaterError) -> Self {
+        use tocsin_updaters::UpdaterError as U;
+        match e {
+            e @ U::UnknownSource(_) => ApiError::NotFound(e.to_string()),
+            e @ U::Busy { .. } => ApiError::Conflict(e.to_string()),
+            U::Engine(e) => e.into(),
+            U::Store(e) => e.into(),
+            // The source failed, or sent what is not a snapshot: nothing was imported.
+            e => ApiError::BadGateway(e.to_string()),
         }
     }
 }

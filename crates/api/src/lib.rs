@@ -45,6 +45,7 @@ use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use error::ApiError;
+pub use feeds::{report_json, validate_updater_name};
 pub use routes::{Access, Family, RouteInfo};
 pub use server::{serve_with, ConnectionLimits, UploadLimits};
 pub use tls::{ServerTls, ServerTlsFiles, TlsError, TlsListener};
@@ -79,6 +80,8 @@ pub struct AppState {
     pub uploads: UploadLimits,
     /// Bounds on what uploaded archives may decompress to (`tocsin.limits`).
     pub limits: Limits,
+    /// The feed sources tocsin follows itself (`tocsin.updaters`), when configured.
+    pub updaters: Option<Arc<tocsin_updaters::Updaters>>,
 }
 
 /// Every route [`app`] serves, in the order it mounts them: the router is built from this

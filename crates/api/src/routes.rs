@@ -223,6 +223,18 @@ pub(crate) fn table() -> Vec<Route> {
             UpdaterAction("operations", get(feeds::get_operations)),
         ),
         route(
+            "/api/v1/updaters/{name}/run",
+            &["POST"],
+            Psk,
+            UpdaterAction("run", axum::routing::post(feeds::post_run)),
+        ),
+        route(
+            "/api/v1/updaters/{name}/operations/{ref}/accept",
+            &["POST"],
+            Psk,
+            UpdaterAction("accept", axum::routing::post(feeds::post_accept)),
+        ),
+        route(
             "/api/v1/notifications",
             &["GET"],
             Psk,

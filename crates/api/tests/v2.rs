@@ -367,6 +367,7 @@ async fn wire_details_errors_and_tokens() {
         max_body: MAX_BODY,
         uploads: Default::default(),
         limits: Default::default(),
+        updaters: None,
     });
     let there = send_to(
         &other_app,

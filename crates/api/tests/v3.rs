@@ -270,6 +270,7 @@ async fn grpc_on_its_own_listener_and_the_gateway_on_http() {
         max_body: 1 << 20,
         uploads: Default::default(),
         limits: Default::default(),
+        updaters: None,
     };
     let grpc = tocsin_api::grpc_app(state());
     let http = tocsin_api::http_app(state());

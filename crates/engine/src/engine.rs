@@ -44,6 +44,20 @@ pub struct EngineConfig {
     /// The manifest label whose value v2/v3 show as a manifest's name (`LayerName`, ancestry
     /// name), e.g. `image`; manifests without it, or `None`, show their digest.
     pub legacy_layer_label: Option<String>,
+    /// The storm guard (`tocsin.updaters.withdraw_guard`): a snapshot that would withdraw more
+    /// than this fraction (0–1) of an updater's current vulnerabilities, or is empty where the
+    /// current one is not, is imported *held* instead of being processed. `None`: no guard.
+    pub withdraw_guard: Option<f64>,
+}
+
+/// Whether [`Engine::import_with`] applies the storm guard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Guard {
+    /// Hold a snapshot that trips [`EngineConfig::withdraw_guard`].
+    #[default]
+    Apply,
+    /// Import it whatever it withdraws (an operator's explicit `force`).
+    Skip,
 }
 
 /// The result of processing one update operation.
@@ -462,16 +476,57 @@ impl Engine {
         fingerprint: &str,
         vulns: &[Addressed],
     ) -> Result<ImportOutcome, EngineError> {
+        self.import_with(updater, fingerprint, vulns, Guard::Apply)
+            .await
+    }
+
+    /// [`import`](Self::import), choosing whether the storm guard applies: with
+    /// [`Guard::Apply`] and a configured [`EngineConfig::withdraw_guard`], a snapshot that
+    /// withdraws too much is stored *held* ([`ImportOutcome::Held`]): not processed, not used by
+    /// vulnerability reports, until [`accept`](Self::accept) or a later import replaces it.
+    pub async fn import_with(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Addressed],
+        guard: Guard,
+    ) -> Result<ImportOutcome, EngineError> {
         if let Some(v) = vulns.iter().find(|v| v.updater != updater) {
             return Err(EngineError::Invalid(format!(
                 "vulnerability {} belongs to updater {:?}, not {updater:?}",
                 v.name, v.updater
             )));
         }
-        let outcome = self
-            .store
-            .import_snapshot(updater, fingerprint, vulns, now())
-            .await?;
+        let hold = match (guard, self.cfg.withdraw_guard) {
+            (Guard::Apply, Some(limit)) => self.storm(updater, fingerprint, vulns, limit).await?,
+            _ => None,
+        };
+        let outcome = match &hold {
+            Some(reason) => {
+                self.store
+                    .import_held(updater, fingerprint, vulns, now(), reason)
+                    .await?
+            }
+            None => {
+                self.store
+                    .import_snapshot(updater, fingerprint, vulns, now())
+                    .await?
+            }
+        };
+        // Any import that did not hold replaced the held operation, if there was one.
+        let held = matches!(outcome, ImportOutcome::Held(_));
+        metrics::gauge!("tocsin_updater_held_operations", "updater" => updater.to_string())
+            .set(if held { 1.0 } else { 0.0 });
+        if let ImportOutcome::Held(h) = &outcome {
+            tracing::warn!(
+                updater,
+                operation = %h.operation.reference,
+                reason = %h.reason,
+                "update operation held by the storm guard: not processed until accepted \
+                 (POST /api/v1/updaters/{{name}}/operations/{{ref}}/accept, `tocsin feed accept`) \
+                 or replaced by a later snapshot"
+            );
+        }
         if let ImportOutcome::Created(op) = &outcome {
             // Built under the read lock: reports keep being served while new rules compile.
             let entries = {
@@ -491,6 +546,85 @@ impl Engine {
         };
         metrics::counter!("tocsin_imports_total", "outcome" => label).increment(1);
         Ok(outcome)
+    }
+
+    /// Why the storm guard holds this snapshot, or `None` when it may be processed: it would
+    /// withdraw more than `limit` of the updater's current vulnerabilities (identities present
+    /// now and absent from the snapshot; a changed record is not a withdrawal), or it is empty
+    /// where the current one is not. An updater's first snapshot is never held.
+    async fn storm(
+        &self,
+        updater: &str,
+        fingerprint: &str,
+        vulns: &[Addressed],
+        limit: f64,
+    ) -> Result<Option<String>, EngineError> {
+        let Some(current) = self
+            .store
+            .updaters()
+            .await?
+            .into_iter()
+            .find(|u| u.name == updater)
+            .and_then(|u| u.latest)
+        else {
+            return Ok(None);
+        };
+        if current.fingerprint == fingerprint {
+            return Ok(None);
+        }
+        let cur_ids = self
+            .store
+            .operation_vulnerabilities(op_ref(&current)?)
+            .await?;
+        let total = cur_ids.len();
+        if total == 0 {
+            return Ok(None);
+        }
+        if vulns.is_empty() {
+            return Ok(Some(format!(
+                "the snapshot is empty, where the current update operation {} holds {total} \
+                 vulnerabilities",
+                current.reference
+            )));
+        }
+        let new_ids: std::collections::HashSet<&VulnId> = vulns.iter().map(|v| v.id()).collect();
+        let removed: Vec<VulnId> = cur_ids
+            .into_iter()
+            .filter(|id| !new_ids.contains(id))
+            .collect();
+        // Even counting every removed record as a withdrawal, the snapshot passes: no need to
+        // read their bodies.
+        if (removed.len() as f64) <= limit * total as f64 {
+            return Ok(None);
+        }
+        let kept: std::collections::HashSet<_> = vulns.iter().map(|v| v.identity()).collect();
+        let withdrawn = self
+            .store
+            .vulnerabilities(&removed)
+            .await?
+            .iter()
+            .filter(|(_, v)| !kept.contains(&v.identity()))
+            .count();
+        if (withdrawn as f64) <= limit * total as f64 {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "would withdraw {withdrawn} of the {total} current vulnerabilities ({:.1}%), more \
+             than withdraw_guard {:.1}%",
+            withdrawn as f64 * 100.0 / total as f64,
+            limit * 100.0
+        )))
+    }
+
+    /// Accepts an updater's held update operation: it becomes the updater's newest, is used by
+    /// vulnerability reports and is processed by the next [`process_pending`](Self::process_pending).
+    pub async fn accept(&self, updater: &str, op: Uuid) -> Result<UpdateOperation, EngineError> {
+        let accepted = self.store.accept_operation(updater, op).await?;
+        metrics::gauge!("tocsin_updater_held_operations", "updater" => updater.to_string())
+            .set(0.0);
+        tracing::info!(updater, operation = %accepted.reference, "held update operation accepted");
+        self.refresh_vulnerabilities().await?;
+        Ok(accepted)
     }
 
     // ---- processing ---------------------------------------------------------------------------

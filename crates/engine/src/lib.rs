@@ -26,7 +26,7 @@ mod engine;
 pub mod legacy;
 pub mod projection;
 
-pub use engine::{Engine, EngineConfig, FirstUpdate, Processed};
+pub use engine::{Engine, EngineConfig, FirstUpdate, Guard, Processed};
 
 /// What can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

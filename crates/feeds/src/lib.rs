@@ -44,7 +44,8 @@ pub use error::FeedError;
 pub use severity::{cvss_base_score, InvalidCvss};
 pub use snapshot::{Snapshot, SnapshotStats};
 pub use source::{
-    read_bytes, read_bytes_with_limits, read_path, read_path_with_limits, SnapshotFormat,
+    read_bytes, read_bytes_with_limits, read_path, read_path_with_limits, read_record,
+    SnapshotFormat,
 };
 pub use tocsin_model::limits::{Limit, LimitExceeded, Limited, Limits};
 pub use tocsin_model::vuln::Vulnerability;

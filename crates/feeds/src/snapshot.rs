@@ -404,7 +404,7 @@ impl<'a> Collector<'a> {
     pub(crate) fn finish(self, source: &str) -> Result<Snapshot, FeedError> {
         let Collector {
             updater,
-            mut stats,
+            stats,
             vulns,
             ..
         } = self;
@@ -414,6 +414,25 @@ impl<'a> Collector<'a> {
             });
         }
         let records: Vec<Addressed> = vulns.into_iter().map(Addressed::new).collect();
+        Ok(Snapshot::seal(updater, records, stats))
+    }
+}
+
+impl Snapshot {
+    /// Seals records already addressed into a snapshot, exactly as reading a whole archive
+    /// does: duplicates dropped, identity collisions resolved to the smallest id, sorted and
+    /// fingerprinted. An incremental update builds its next snapshot this way from the previous
+    /// one's records plus the re-read advisories, and gets the fingerprint a full read of the
+    /// same content gives, because every record depends on its advisory alone.
+    pub fn from_records(updater: &str, records: Vec<Addressed>) -> Snapshot {
+        let stats = SnapshotStats {
+            records: records.len() as u64,
+            ..SnapshotStats::default()
+        };
+        Snapshot::seal(updater, records, stats)
+    }
+
+    fn seal(updater: &str, records: Vec<Addressed>, mut stats: SnapshotStats) -> Snapshot {
         // Records are large: sort their positions, then move each record once.
         let mut order: Vec<usize> = (0..records.len()).collect();
         order.sort_by(|&a, &b| records[a].id().cmp(records[b].id()));
@@ -460,12 +479,12 @@ impl<'a> Collector<'a> {
             stats = %stats,
             "feed snapshot read"
         );
-        Ok(Snapshot {
+        Snapshot {
             updater: updater.to_string(),
             fingerprint,
             vulnerabilities,
             stats,
-        })
+        }
     }
 }
 

@@ -222,6 +222,22 @@ pub fn read_bytes_with_limits(
     }
 }
 
+/// Reads one record document named `name` (an OSV record fetched alone, `GHSA-….json`):
+/// errors name it, and a `.yaml`/`.yml` name is read as YAML. A withdrawn record gives an
+/// empty snapshot; no record at all is [`FeedError::Empty`].
+pub fn read_record(
+    updater: &str,
+    name: &str,
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Snapshot, FeedError> {
+    let yaml = {
+        let lower = name.to_ascii_lowercase();
+        lower.ends_with(".yaml") || lower.ends_with(".yml")
+    };
+    read_document(updater, name, bytes, yaml, limits, &|_| {})
+}
+
 fn read_document(
     updater: &str,
     name: &str,

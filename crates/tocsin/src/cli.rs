@@ -140,9 +140,28 @@ pub enum FeedCommand {
         name: String,
         /// Snapshot path.
         path: PathBuf,
+        /// Import even when the storm guard (tocsin.updaters.withdraw_guard) would hold it.
+        #[arg(long)]
+        force: bool,
     },
-    /// List updaters and their update operations.
+    /// List updaters, their update operations, held operations and followed sources.
     List,
+    /// Fetch followed feeds now (tocsin.updaters), whatever their schedule, with a progress
+    /// bar; skips a source another process is fetching.
+    Update {
+        /// Updaters to fetch (default: every configured source).
+        names: Vec<String>,
+        /// Print each run's report as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept an updater's update operation held by the storm guard, and process it.
+    Accept {
+        /// Updater name, e.g. osv/debian.
+        name: String,
+        /// The held operation's reference (see `tocsin feed list`).
+        operation: String,
+    },
 }
 
 /// `tocsin notification …`

@@ -2,15 +2,16 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::sync::Arc;
-use tocsin_engine::Engine;
+use tocsin_engine::{Engine, Guard};
 use tocsin_model::inventory::InventoryFormat;
 use tocsin_model::notification::ReceiptStatus;
 use tocsin_model::Digest;
 
 use tocsin_feeds::{Limit, Limited, Limits};
 use tocsin_store::{BulkItem, ImportOutcome, PutOutcome, Store};
+use tocsin_updaters::{Outcome, RunEvent, RunReport, Updaters};
 use uuid::Uuid;
 
 use crate::cli::{FeedCommand, ManifestAdd, ManifestCommand, ManifestImport, NotificationCommand};
@@ -245,12 +246,23 @@ async fn manifest_import(store: Arc<dyn Store>, a: ManifestImport, limits: Limit
 }
 
 /// `tocsin feed …`
-pub async fn feed(engine: &Engine, cmd: FeedCommand, limits: &Limits) -> Result<()> {
+pub async fn feed(
+    engine: &Engine,
+    updaters: Option<Arc<Updaters>>,
+    cmd: FeedCommand,
+    limits: &Limits,
+) -> Result<()> {
     match cmd {
-        FeedCommand::Import { name, path } => {
+        FeedCommand::Import { name, path, force } => {
             let snapshot = read_snapshot_with_progress(&name, &path, limits)?;
+            let guard = if force { Guard::Skip } else { Guard::Apply };
             let outcome = engine
-                .import(&name, &snapshot.fingerprint, &snapshot.vulnerabilities)
+                .import_with(
+                    &name,
+                    &snapshot.fingerprint,
+                    &snapshot.vulnerabilities,
+                    guard,
+                )
                 .await?;
             match &outcome {
                 ImportOutcome::Created(op) => println!(
@@ -267,18 +279,7 @@ pub async fn feed(engine: &Engine, cmd: FeedCommand, limits: &Limits) -> Result<
                     h.operation.reference, h.reason, h.operation.reference
                 ),
             }
-            for p in engine.process_pending().await? {
-                match p.set {
-                    Some(id) => println!(
-                        "processed {} of {}: {} vulnerabilities changed, notification {id} with {} entries",
-                        p.operation, p.updater, p.changes, p.entries
-                    ),
-                    None => println!(
-                        "processed {} of {}: {} vulnerabilities changed, no manifest affected",
-                        p.operation, p.updater, p.changes
-                    ),
-                }
-            }
+            print_processed(&engine.process_pending().await?);
             Ok(())
         }
         FeedCommand::List => {
@@ -291,6 +292,17 @@ pub async fn feed(engine: &Engine, cmd: FeedCommand, limits: &Limits) -> Result<
                     u.vulnerabilities,
                     u.processed.map_or("nothing".to_string(), |p| p.to_string())
                 );
+                if let Some(h) = &u.held {
+                    println!(
+                        "  HELD {}  {}  {} vulnerabilities: {} (accept: tocsin feed accept {} {})",
+                        h.operation.reference,
+                        h.operation.date,
+                        h.vulnerabilities,
+                        h.reason,
+                        u.name,
+                        h.operation.reference
+                    );
+                }
                 for op in store.update_operations(&u.name).await? {
                     println!(
                         "  {}  {}  {}",
@@ -300,9 +312,138 @@ pub async fn feed(engine: &Engine, cmd: FeedCommand, limits: &Limits) -> Result<
                     );
                 }
             }
+            if let Some(updaters) = updaters {
+                println!("followed sources:");
+                for s in updaters.statuses().await? {
+                    let st = s.state.unwrap_or_default();
+                    let when = |t: Option<time::OffsetDateTime>| {
+                        t.map_or("never".to_string(), |t| t.to_string())
+                    };
+                    println!(
+                        "  {}  {} every {}s; last success {}; next run {}{}",
+                        s.name,
+                        s.source,
+                        s.interval_seconds,
+                        when(st.last_success),
+                        st.next_run.map_or("now".to_string(), |t| t.to_string()),
+                        match (&st.last_error, st.last_error_at) {
+                            (Some(e), Some(at)) => format!("; last error at {at}: {e}"),
+                            _ => String::new(),
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }
+        FeedCommand::Update { names, json } => {
+            let Some(updaters) = updaters else {
+                bail!("no feeds are followed: configure tocsin.updaters (see the README's \"keep tocsin current\")");
+            };
+            let names: Vec<String> = if names.is_empty() {
+                updaters.sources().iter().map(|s| s.name.clone()).collect()
+            } else {
+                names
+            };
+            let mut failed = 0usize;
+            for name in &names {
+                match update_one(&updaters, name).await {
+                    Ok(report) if json => println!("{}", tocsin_api::report_json(report)),
+                    Ok(report) => print_report(&report),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{name}: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} updaters failed", names.len());
+            }
+            Ok(())
+        }
+        FeedCommand::Accept { name, operation } => {
+            let op = uuid::Uuid::parse_str(&operation)
+                .with_context(|| format!("operation reference {operation:?}"))?;
+            let accepted = engine.accept(&name, op).await?;
+            println!("accepted update operation {} of {name}", accepted.reference);
+            print_processed(&engine.process_pending().await?);
             Ok(())
         }
     }
+}
+
+fn print_processed(processed: &[tocsin_engine::Processed]) {
+    for p in processed {
+        match p.set {
+            Some(id) => println!(
+                "processed {} of {}: {} vulnerabilities changed, notification {id} with {} entries",
+                p.operation, p.updater, p.changes, p.entries
+            ),
+            None => println!(
+                "processed {} of {}: {} vulnerabilities changed, no manifest affected",
+                p.operation, p.updater, p.changes
+            ),
+        }
+    }
+}
+
+fn print_report(r: &RunReport) {
+    let what = match r.outcome {
+        Outcome::NotModified => "not modified".to_string(),
+        Outcome::Unchanged => "unchanged".to_string(),
+        Outcome::Created => format!(
+            "new update operation {}",
+            r.operation.as_ref().map_or("", |o| o.reference.as_str())
+        ),
+        Outcome::Held => format!(
+            "update operation {} HELD: {} (accept: tocsin feed accept {} {})",
+            r.operation.as_ref().map_or("", |o| o.reference.as_str()),
+            r.held.as_deref().unwrap_or(""),
+            r.updater,
+            r.operation.as_ref().map_or("", |o| o.reference.as_str()),
+        ),
+    };
+    println!(
+        "{}: {what} ({} read, {} requests, {} bytes, {:.1}s{})",
+        r.updater,
+        r.mode,
+        r.requests,
+        r.bytes,
+        r.elapsed.as_secs_f64(),
+        r.fallback
+            .as_deref()
+            .map_or(String::new(), |f| format!("; full read: {f}"))
+    );
+    print_processed(&r.processed);
+}
+
+/// One source, now, with a progress bar on a terminal.
+async fn update_one(updaters: &Updaters, name: &str) -> Result<RunReport> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(name.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let shown = bar.clone();
+    let events: tocsin_updaters::Events = Arc::new(move |e| {
+        let msg = match e {
+            RunEvent::Downloading { url, bytes, total } => match total {
+                Some(t) => format!("{url}: {} / {}", HumanBytes(bytes), HumanBytes(t)),
+                None => format!("{url}: {}", HumanBytes(bytes)),
+            },
+            RunEvent::Records { done, total } => format!("changed records: {done}/{total}"),
+            RunEvent::Reading { done, total } => match total {
+                Some(t) => format!("reading records: {done}/{t}"),
+                None => format!("reading records: {done}"),
+            },
+            RunEvent::Importing => "importing and processing".to_string(),
+        };
+        shown.set_message(msg);
+    });
+    let result = updaters.run_now(name, events).await;
+    bar.finish_and_clear();
+    Ok(result?)
 }
 
 /// Reads a snapshot, drawing a progress bar on a terminal.

@@ -81,6 +81,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// `tocsin.max_concurrent_uploads` when none is given.
 pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 4;
+/// Default period of followed feeds (`tocsin.updaters.interval`), Clair's matcher period.
+pub const DEFAULT_UPDATER_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default storm guard (`tocsin.updaters.withdraw_guard`).
+pub const DEFAULT_WITHDRAW_GUARD: f64 = 0.5;
 /// `clair.notifier.attempts` when none is given (Clair v2's default).
 pub const DEFAULT_LEGACY_ATTEMPTS: u32 = 5;
 /// `clair.notifier.renotifyinterval` when none is given (Clair v2's default).
@@ -705,6 +709,11 @@ pub struct Tocsin {
     /// Bounds on what archives, gzip streams and YAML aliases may expand to
     /// (`tocsin.limits`), for uploads and the CLI alike.
     pub limits: Limits,
+    /// The feeds tocsin follows itself (`tocsin.updaters`); `None`: push-only.
+    pub updaters: Option<tocsin_updaters::UpdatersConfig>,
+    /// The storm guard's threshold (`tocsin.updaters.withdraw_guard`, a fraction); `None`: off
+    /// (no `updaters` section, or `withdraw_guard: off`).
+    pub withdraw_guard: Option<f64>,
 }
 
 /// Delivery timeouts, backoff and concurrency (`tocsin.delivery`).

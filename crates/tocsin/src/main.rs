@@ -124,7 +124,9 @@ async fn run(cli: Cli) -> Result<()> {
             cmd => commands::manifest(open_store(&cfg).await?, cmd, &cfg.tocsin.limits).await,
         },
         Command::Feed(cmd) => {
-            commands::feed(&open_engine(&cfg).await?, cmd, &cfg.tocsin.limits).await
+            let engine = Arc::new(open_engine(&cfg).await?);
+            let updaters = updaters(&cfg, &engine)?;
+            commands::feed(&engine, updaters, cmd, &cfg.tocsin.limits).await
         }
         Command::Notification(cmd) => commands::notification(&*open_store(&cfg).await?, cmd).await,
     }
@@ -211,7 +213,21 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
         channels: channels(cfg),
         // v2/v3 clients see manifest digests as layer names (no configuration key yet).
         legacy_layer_label: cfg.tocsin.legacy_layer_label.clone(),
+        withdraw_guard: cfg.tocsin.withdraw_guard,
     }
+}
+
+/// The followed feeds of `tocsin.updaters`, when configured.
+pub(crate) fn updaters(
+    cfg: &Config,
+    engine: &Arc<Engine>,
+) -> Result<Option<Arc<tocsin_updaters::Updaters>>> {
+    let Some(u) = &cfg.tocsin.updaters else {
+        return Ok(None);
+    };
+    let updaters = tocsin_updaters::Updaters::new(Arc::clone(engine), u.clone(), cfg.tocsin.limits)
+        .context("setting up tocsin.updaters")?;
+    Ok(Some(Arc::new(updaters)))
 }
 
 async fn open_engine(cfg: &Config) -> Result<Engine> {

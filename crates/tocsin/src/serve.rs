@@ -129,6 +129,7 @@ pub async fn start(
         .context("reading the listen address")?;
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let updaters = crate::updaters(cfg, &engine)?;
 
     // HTTP API.
     let state = tocsin_api::AppState {
@@ -141,6 +142,7 @@ pub async fn start(
             cfg.tocsin.max_concurrent_uploads,
             cfg.tocsin.upload_timeout,
         ),
+        updaters: updaters.clone(),
     };
     let limits = tocsin_api::ConnectionLimits {
         header_read_timeout: cfg.tocsin.header_read_timeout,
@@ -268,6 +270,20 @@ pub async fn start(
             }
         }
     });
+
+    // Followed feeds: one task per source, on the schedule shared through the store.
+    if let Some(u) = updaters {
+        tracing::info!(
+            sources = u.sources().len(),
+            withdraw_guard = cfg.tocsin.withdraw_guard.unwrap_or(0.0),
+            "following feeds"
+        );
+        let token = stop.clone();
+        tasks.spawn(async move {
+            u.follow(token).await;
+            Ok(())
+        });
+    }
 
     tracing::info!(%addr, tls = tls.is_some(), "tocsin serving");
     Ok(Service { stop, tasks })

@@ -66,6 +66,7 @@ impl TestApp {
             max_body: MAX_BODY,
             uploads: Default::default(),
             limits: o.limits.unwrap_or_default(),
+            updaters: None,
         });
         TestApp {
             router,

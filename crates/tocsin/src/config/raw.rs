@@ -156,6 +156,37 @@ pub(super) struct RawTocsin {
     pub max_concurrent_uploads: Option<u64>,
     pub tls: Option<RawTocsinTls>,
     pub limits: Option<RawLimits>,
+    pub updaters: Option<RawUpdaters>,
+}
+
+/// `tocsin.updaters`: the feeds tocsin follows itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpdaters {
+    pub interval: Option<GoDuration>,
+    pub osv: Option<Vec<String>>,
+    pub osv_base: Option<String>,
+    pub sources: Option<Vec<RawSource>>,
+    /// `50%`, a fraction (`0.5`), or `off`.
+    pub withdraw_guard: Option<Value>,
+    pub connect_timeout: Option<GoDuration>,
+    pub timeout: Option<GoDuration>,
+    pub retries: Option<u64>,
+    pub initial_backoff: Option<GoDuration>,
+    pub max_backoff: Option<GoDuration>,
+    pub max_download_size: Option<ByteSize>,
+    pub max_incremental: Option<u64>,
+    pub lease: Option<GoDuration>,
+    pub full_refresh: Option<GoDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub interval: Option<GoDuration>,
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// tocsin's additions to serving TLS; here because Clair rejects unknown keys under `tls`.

@@ -337,6 +337,8 @@ fn no_file_means_defaults() {
             upload_timeout: Duration::from_secs(600),
             max_concurrent_uploads: 4,
             limits: Limits::default(),
+            updaters: None,
+            withdraw_guard: None,
         }
     );
     assert!(!config.test_mode);
@@ -1250,4 +1252,137 @@ fn legacy_layer_label_must_be_a_label_key() {
             "{p:?}"
         );
     }
+}
+
+#[test]
+fn updaters_follow_osv_and_sources() {
+    let (config, _) = ok(r#"
+tocsin:
+  updaters:
+    interval: 1h
+    osv: [PyPI, crates.io, Go, npm, Maven, Debian, AlmaLinux, Alpine, Ubuntu]
+    osv_base: https://osv-vulnerabilities.storage.googleapis.com
+    sources:
+      - name: osv/debian-mirror
+        url: https://mirror.example/debian-osv.tar.gz
+        interval: 30m
+        headers: {Authorization: "Bearer s3cret"}
+      - name: local/feed
+        url: ./feeds/local.tar.gz
+    withdraw_guard: 50%
+"#);
+    let u = config.tocsin.updaters.as_ref().expect("updaters");
+    let names: Vec<&str> = u.sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "osv/pypi",
+            "osv/crates.io",
+            "osv/go",
+            "osv/npm",
+            "osv/maven",
+            "osv/debian",
+            "osv/almalinux",
+            "osv/alpine",
+            "osv/ubuntu",
+            "osv/debian-mirror",
+            "local/feed"
+        ]
+    );
+    assert_eq!(
+        u.sources[0].location(),
+        "https://osv-vulnerabilities.storage.googleapis.com/PyPI"
+    );
+    assert_eq!(u.sources[0].interval, Duration::from_secs(3600));
+    assert_eq!(u.sources[9].interval, Duration::from_secs(1800));
+    assert_eq!(
+        u.sources[9].headers,
+        vec![("Authorization".to_string(), "Bearer s3cret".to_string())]
+    );
+    assert!(
+        !format!("{config:?}").contains("s3cret"),
+        "header values are redacted"
+    );
+    assert_eq!(
+        u.sources[10].kind,
+        tocsin_updaters::SourceKind::Snapshot(tocsin_updaters::Location::Path(
+            "./feeds/local.tar.gz".into()
+        ))
+    );
+    assert_eq!(config.tocsin.withdraw_guard, Some(0.5));
+}
+
+#[test]
+fn updaters_defaults_and_guard_forms() {
+    let (config, _) = ok("tocsin:\n  updaters: {}\n");
+    let u = config
+        .tocsin
+        .updaters
+        .expect("an empty section still guards pushes");
+    assert!(u.sources.is_empty());
+    assert_eq!(config.tocsin.withdraw_guard, Some(0.5));
+    assert!(u.lease >= u.fetch.timeout, "a lease outlasts a transfer");
+    for (form, want) in [
+        ("0.25", Some(0.25)),
+        ("'10%'", Some(0.1)),
+        ("off", None),
+        ("false", None),
+        ("1", Some(1.0)),
+    ] {
+        let (config, _) = ok(&format!(
+            "tocsin:\n  updaters:\n    withdraw_guard: {form}\n"
+        ));
+        assert_eq!(config.tocsin.withdraw_guard, want, "{form}");
+    }
+    let (config, _) = ok("tocsin:\n  updaters:\n    osv_base: /srv/osv\n    osv: [Debian]\n");
+    assert_eq!(
+        config.tocsin.updaters.unwrap().sources[0].kind,
+        tocsin_updaters::SourceKind::Osv {
+            base: tocsin_updaters::Location::Path("/srv/osv".into()),
+            ecosystem: "Debian".into()
+        }
+    );
+}
+
+#[test]
+fn updaters_refuse_what_cannot_work() {
+    let p = problems(
+        r#"
+tocsin:
+  updaters:
+    osv: [Debian, "a/b"]
+    withdraw_guard: 150%
+    retries: 99
+    max_download_size: 0
+    sources:
+      - name: osv/debian
+        url: https://x.example/d.tar.gz
+      - url: https://x.example/e.tar.gz
+      - name: bad name
+        url: https://x.example/f.tar.gz
+      - name: creds
+        url: https://user:pw@x.example/g.tar.gz
+      - name: ftp
+        url: ftp://x.example/h.tar.gz
+      - name: hdr
+        url: https://x.example/i.tar.gz
+        headers: {"Bad Header": "x"}
+"#,
+    );
+    for (key, text) in [
+        ("tocsin.updaters.osv[1]", "ecosystem"),
+        ("tocsin.updaters.withdraw_guard", "percentage"),
+        ("tocsin.updaters.retries", "between"),
+        ("tocsin.updaters.max_download_size", "greater than 0"),
+        ("tocsin.updaters", "configured twice"),
+        ("tocsin.updaters.sources[1].name", "required"),
+        ("tocsin.updaters.sources[2].name", "at most 200"),
+        ("tocsin.updaters.sources[3].url", "credentials"),
+        ("tocsin.updaters.sources[4].url", "scheme"),
+        ("tocsin.updaters.sources[5].headers", "header name"),
+    ] {
+        assert!(has_problem(&p, key, text), "{key}: {p:?}");
+    }
+    let (message, _) = parse_error("tocsin:\n  updaters:\n    intervall: 1h\n");
+    assert!(message.contains("unknown field `intervall`"), "{message}");
 }

@@ -861,6 +861,13 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
         },
     };
     let limits = limits(c, raw.limits.unwrap_or_default());
+    let (updaters, withdraw_guard) = match raw.updaters {
+        None => (None, None),
+        Some(u) => {
+            let (config, guard) = updaters(c, u);
+            (Some(config), guard)
+        }
+    };
     let legacy_layer_label = match raw.legacy_layer_label {
         Some(l) if l.trim().is_empty() || l.contains('=') => {
             c.problem(
@@ -918,7 +925,206 @@ fn tocsin(c: &mut Checker, raw: RawTocsin, delivery_interval: Duration) -> Tocsi
         ),
         max_concurrent_uploads,
         limits,
+        updaters,
+        withdraw_guard,
     }
+}
+
+/// `tocsin.updaters.withdraw_guard`: `50%`, a fraction in (0, 1], or `off`.
+fn withdraw_guard(c: &mut Checker, raw: Option<serde_yaml_ng::Value>) -> Option<f64> {
+    use serde_yaml_ng::Value;
+    const KEY: &str = "tocsin.updaters.withdraw_guard";
+    const FORMS: &str = "must be a percentage (50%), a fraction in (0, 1] (0.5), or off";
+    let fraction = match raw {
+        None => return Some(DEFAULT_WITHDRAW_GUARD),
+        Some(Value::Bool(false)) => return None,
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("off") => return None,
+        Some(Value::String(s)) => match s.trim().strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+            None => s.trim().parse::<f64>().ok(),
+        },
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) => None,
+    };
+    match fraction {
+        Some(f) if f > 0.0 && f <= 1.0 => Some(f),
+        _ => {
+            c.problem(KEY, FORMS);
+            Some(DEFAULT_WITHDRAW_GUARD)
+        }
+    }
+}
+
+/// `tocsin.updaters`: the sources (`osv:` ecosystems, then `sources:`), each name once.
+fn updaters(
+    c: &mut Checker,
+    raw: raw::RawUpdaters,
+) -> (tocsin_updaters::UpdatersConfig, Option<f64>) {
+    use tocsin_updaters::{FetchOptions, Location, SourceKind, SourceSpec, UpdatersConfig};
+    let defaults = UpdatersConfig::default();
+    let fetch_defaults = FetchOptions::default();
+    let interval = c.positive(
+        "tocsin.updaters.interval",
+        raw.interval,
+        DEFAULT_UPDATER_INTERVAL,
+    );
+    let osv_base = match raw.osv_base.as_deref() {
+        None => Location::parse(tocsin_updaters::OSV_BASE).ok(),
+        Some(text) => Location::parse(text)
+            .map_err(|e| c.problem("tocsin.updaters.osv_base", e))
+            .ok(),
+    };
+    let mut sources: Vec<SourceSpec> = Vec::new();
+    for (i, eco) in raw.osv.unwrap_or_default().into_iter().enumerate() {
+        let key = format!("tocsin.updaters.osv[{i}]");
+        let eco = eco.trim().to_string();
+        if eco.is_empty() || eco.contains(['/', '\\']) || eco.chars().any(char::is_control) {
+            c.problem(
+                &key,
+                "must be an OSV ecosystem name (PyPI, Debian, crates.io, …)",
+            );
+            continue;
+        }
+        if let Some(base) = &osv_base {
+            sources.push(SourceSpec::osv(&eco, base.clone(), interval));
+        }
+    }
+    for (i, s) in raw.sources.unwrap_or_default().into_iter().enumerate() {
+        let key = |k: &str| format!("tocsin.updaters.sources[{i}].{k}");
+        let name = match s.name.map(|n| n.trim().to_string()) {
+            None => {
+                c.problem(
+                    &key("name"),
+                    "is required (the updater name, e.g. osv/debian)",
+                );
+                continue;
+            }
+            Some(n) => n,
+        };
+        if let Err(e) = tocsin_api::validate_updater_name(&name) {
+            c.problem(&key("name"), e.to_string());
+            continue;
+        }
+        let location = match s.url.as_deref() {
+            None => {
+                c.problem(&key("url"), "is required: an http(s) URL or a local path");
+                continue;
+            }
+            Some(text) => match Location::parse(text) {
+                Ok(l) => l,
+                Err(e) => {
+                    c.problem(&key("url"), e);
+                    continue;
+                }
+            },
+        };
+        let mut headers = Vec::new();
+        for (k, v) in s.headers.unwrap_or_default() {
+            if !is_token(&k) {
+                c.problem(&key("headers"), format!("{k:?} is not a valid header name"));
+            } else if !is_header_value(&v) {
+                c.problem(
+                    &key("headers"),
+                    format!("the value of {k} holds characters a header cannot carry"),
+                );
+            } else {
+                headers.push((k, v));
+            }
+        }
+        let source_interval = c.positive(&key("interval"), s.interval, interval);
+        sources.push(SourceSpec {
+            name,
+            kind: SourceKind::Snapshot(location),
+            interval: source_interval,
+            headers,
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &sources {
+        if !seen.insert(s.name.clone()) {
+            c.problem(
+                "tocsin.updaters",
+                format!(
+                    "updater {} is configured twice (an osv: ecosystem and a source, or two \
+                     sources of one name)",
+                    s.name
+                ),
+            );
+        }
+    }
+    let timeout = c.positive(
+        "tocsin.updaters.timeout",
+        raw.timeout,
+        fetch_defaults.timeout,
+    );
+    let retries = match raw.retries {
+        None => fetch_defaults.retries,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= 20)
+            .unwrap_or_else(|| {
+                c.problem("tocsin.updaters.retries", "must be between 0 and 20");
+                fetch_defaults.retries
+            }),
+    };
+    let initial_backoff = c.positive(
+        "tocsin.updaters.initial_backoff",
+        raw.initial_backoff,
+        fetch_defaults.initial_backoff,
+    );
+    let max_backoff = c.positive(
+        "tocsin.updaters.max_backoff",
+        raw.max_backoff,
+        fetch_defaults.max_backoff,
+    );
+    let max_download_size = match raw.max_download_size {
+        None => fetch_defaults.max_download_size,
+        Some(raw::ByteSize(0)) => {
+            c.problem(
+                "tocsin.updaters.max_download_size",
+                "must be greater than 0",
+            );
+            fetch_defaults.max_download_size
+        }
+        Some(raw::ByteSize(n)) => n,
+    };
+    let max_incremental = match raw.max_incremental {
+        None => defaults.max_incremental,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    // A run holds its lease for the whole transfer, retries included, and the import after it.
+    let lease_floor = timeout
+        .saturating_mul(retries.saturating_add(1))
+        .saturating_add(max_backoff.saturating_mul(retries));
+    let lease = match raw.lease {
+        None => defaults
+            .lease
+            .max(lease_floor + std::time::Duration::from_secs(60)),
+        Some(_) => c.positive("tocsin.updaters.lease", raw.lease, defaults.lease),
+    };
+    let config = UpdatersConfig {
+        sources,
+        fetch: FetchOptions {
+            connect_timeout: c.positive(
+                "tocsin.updaters.connect_timeout",
+                raw.connect_timeout,
+                fetch_defaults.connect_timeout,
+            ),
+            timeout,
+            retries,
+            initial_backoff,
+            max_backoff,
+            max_download_size,
+        },
+        max_incremental,
+        lease,
+        full_refresh: c.positive(
+            "tocsin.updaters.full_refresh",
+            raw.full_refresh,
+            defaults.full_refresh,
+        ),
+    };
+    (config, withdraw_guard(c, raw.withdraw_guard))
 }
 
 /// `tocsin.limits`: every bound positive; unset ones keep [`Limits::default`].
