@@ -1217,6 +1217,9 @@ fn documented_example_loads() {
     assert!(matches!(config.notifier.channel, Some(Channel::Webhook(_))));
     assert!(config.psk.is_some());
     assert!(warnings.is_empty(), "{warnings:?}");
+    let updaters = config.tocsin.updaters.expect("the example follows feeds");
+    assert_eq!(updaters.sources.len(), 10);
+    assert_eq!(config.tocsin.withdraw_guard, Some(0.5));
 }
 
 #[test]
