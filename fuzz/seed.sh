@@ -76,6 +76,9 @@ for p in spread(files("osv/pypi", (".yaml", ".yml")), 80):
     if os.path.getsize(p) < 16384:
         seed("osv_yaml", read(p))
 seed("osv_json", '{"id":"X-1","withdrawn":"2024-01-01T00:00:00Z"}')
+seed("osv_modified_list", b"\x01" + b"2024-07-30T14:43:15Z,GHSA-aaaa-bbbb-cccc\n2024-07-30T14:43:15Z,PYSEC-2024-1\n2024-01-01T00:00:00.5+02:00,RUSTSEC-2020-0001\r\n")
+seed("osv_modified_list", b"\x00\n\n2023-04-03T00:00:00Z,DSA-5000-1\n")
+seed("osv_modified_list", b"\x05" + b"<html>proxy error</html>")
 seed("osv_yaml", "id: PYSEC-0\naffected:\n- package: {ecosystem: PyPI, name: x}\n  ranges:\n  - type: ECOSYSTEM\n    events:\n    - introduced: '0'\n    - fixed: 1.0\n")
 
 # --- claircore Vulnerability arrays ----------------------------------------------------------

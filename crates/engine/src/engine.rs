@@ -183,6 +183,13 @@ impl Engine {
             legacy_cache: std::sync::Mutex::new(Vec::new()),
         };
         engine.refresh_vulnerabilities().await?;
+        for u in engine.store.updaters().await? {
+            if let Some(h) = &u.held {
+                tracing::warn!(updater = %u.name, operation = %h.operation.reference, reason = %h.reason, "an update operation is held by the storm guard until accepted");
+            }
+            metrics::gauge!("tocsin_updater_held_operations", "updater" => u.name.clone())
+                .set(if u.held.is_some() { 1.0 } else { 0.0 });
+        }
         let stats = engine.index_stats()?;
         tracing::info!(
             manifests = stats.manifests,

@@ -35,6 +35,7 @@
 mod claircore;
 mod eco;
 mod error;
+pub mod export;
 mod osv;
 mod severity;
 mod snapshot;

@@ -13,7 +13,7 @@
 //!   nothing. They are trusted only while the updater's latest (or held) operation is the
 //!   snapshot they describe, so a database restored from a backup or a snapshot pushed by hand
 //!   never leaves tocsin believing it is current.
-//! - **Incremental OSV** ([`osv`]): after a full `all.zip`, a run reads `modified_id.csv` and
+//! - **Incremental OSV** ([`tocsin_feeds::export`]): after a full `all.zip`, a run reads `modified_id.csv` and
 //!   fetches only the records modified since the newest timestamp of the previous run (that
 //!   timestamp included: two records of one second may straddle an export), then builds the
 //!   next snapshot from the previous operation's records with those advisories replaced.
@@ -40,7 +40,6 @@
 mod config;
 mod error;
 mod http;
-pub mod osv;
 mod run;
 mod state;
 

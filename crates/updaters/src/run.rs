@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use crate::config::{Location, SourceKind, SourceSpec, UpdatersConfig};
 use crate::http::{Body, Got, Http, Sink};
-use crate::osv::{self, Plan};
 use crate::state::{SourceMemory, Validators};
 use crate::UpdaterError;
+use tocsin_feeds::export::{self as osv, Plan};
 
 /// How a successful run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -26,7 +26,9 @@ async fn two_processes_import_each_step_once() {
     if steps.len() < 8 {
         return;
     }
-    let Some(db) = throwaway_database().await else { return };
+    let Some(db) = throwaway_database().await else {
+        return;
+    };
     let mirror = OsvMirror::start().await.unwrap();
     let source = osv_source(CRATES, &mirror.base_url(), "crates.io");
     let (pa, pb) = (process(&db).await, process(&db).await);
@@ -77,7 +79,9 @@ async fn two_processes_import_each_step_once() {
 async fn a_process_dying_mid_fetch_hands_the_source_over() {
     let steps = update_steps("crates.io");
     let Some(first) = steps.first() else { return };
-    let Some(db) = throwaway_database().await else { return };
+    let Some(db) = throwaway_database().await else {
+        return;
+    };
     let mirror = OsvMirror::start().await.unwrap();
     mirror.publish_path("crates.io", first).unwrap();
     // The archive trickles: the first process is still downloading when it dies.

@@ -1,14 +1,17 @@
 //! OSV.dev's export layout and incremental updates through `modified_id.csv`.
 //!
 //! The export holds, per ecosystem, `all.zip` (every record), `modified_id.csv` (one
-//! `<RFC 3339 modified>,<ID>` line per record, newest first) and `<ID>.json`. A run that has read
-//! the archive once asks the list what changed since, fetches those records, and replaces their
-//! advisories in the previous snapshot ([`merge`]).
+//! `<RFC 3339 modified>,<ID>` line per record, newest first) and `<ID>.json`. A follower that has
+//! read the archive once asks the list what changed since ([`parse_list`], [`plan`]), fetches
+//! those records, checks the list against what it knew ([`consistent`]), and replaces their
+//! advisories in the previous snapshot ([`merge`]). Fetching is the caller's (`tocsin-updaters`);
+//! this module is pure so that it can be fuzzed and reasoned about alone. The list is outside
+//! input: every line is checked, and nothing is allocated from what a line claims.
 use std::collections::HashSet;
 
+use crate::Snapshot;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tocsin_feeds::Snapshot;
 use tocsin_model::vuln::Addressed;
 
 /// One line of `modified_id.csv`.
@@ -245,7 +248,7 @@ mod tests {
                           "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}]}]}],
         });
         let bytes = serde_json::to_vec(&record).unwrap_or_default();
-        tocsin_feeds::read_record("u", "r.json", &bytes, &tocsin_feeds::Limits::default())
+        crate::read_record("u", "r.json", &bytes, &crate::Limits::default())
             .map(|s| s.vulnerabilities.into_iter().next())
             .ok()
             .flatten()
