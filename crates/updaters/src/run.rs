@@ -582,7 +582,36 @@ impl Updaters {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A snapshot file, conditionally on the validators kept for it: `None` when not modified
+    /// (a 404 is an error: a source that vanished must not read as "nothing changed").
+    async fn archive(
+        &self,
+        spec: &SourceSpec,
+        url: &Url,
+        memory: &mut SourceMemory,
+        tally: &mut Tally,
+        events: &Events,
+    ) -> Result<Option<Snapshot>, UpdaterError> {
+        let got = self
+            .get(spec, url, Some(&memory.archive), Sink::File, tally, events)
+            .await?;
+        match got {
+            Got::NotModified => Ok(None),
+            Got::NotFound => Err(UpdaterError::Status {
+                url: url.to_string(),
+                status: 404,
+                attempts: 1,
+            }),
+            Got::Body {
+                body, validators, ..
+            } => {
+                let snapshot = self.read_body(spec, body, events).await?;
+                memory.archive = validators;
+                Ok(Some(snapshot))
+            }
+        }
+    }
+
     async fn fetch_url(
         &self,
         spec: &SourceSpec,
@@ -591,26 +620,7 @@ impl Updaters {
         tally: &mut Tally,
         events: &Events,
     ) -> Result<Fetched, UpdaterError> {
-        let got = self
-            .get(spec, url, Some(&memory.archive), Sink::File, tally, events)
-            .await?;
-        let snapshot = match got {
-            Got::NotModified => None,
-            Got::NotFound => {
-                return Err(UpdaterError::Status {
-                    url: url.to_string(),
-                    status: 404,
-                    attempts: 1,
-                })
-            }
-            Got::Body {
-                body, validators, ..
-            } => {
-                let snapshot = self.read_body(spec, body, events).await?;
-                memory.archive = validators;
-                Some(snapshot)
-            }
-        };
+        let snapshot = self.archive(spec, url, memory, tally, events).await?;
         Ok(Fetched {
             mode: "full",
             fallback: None,
@@ -718,33 +728,7 @@ impl Updaters {
             }
         };
         let zip_url = url("all.zip")?;
-        let got = self
-            .get(
-                spec,
-                &zip_url,
-                Some(&memory.archive),
-                Sink::File,
-                tally,
-                events,
-            )
-            .await?;
-        let snapshot = match got {
-            Got::NotModified => None,
-            Got::NotFound => {
-                return Err(UpdaterError::Status {
-                    url: zip_url.to_string(),
-                    status: 404,
-                    attempts: 1,
-                })
-            }
-            Got::Body {
-                body, validators, ..
-            } => {
-                let snapshot = self.read_body(spec, body, events).await?;
-                memory.archive = validators;
-                Some(snapshot)
-            }
-        };
+        let snapshot = self.archive(spec, &zip_url, memory, tally, events).await?;
         memory.silent = match (&listed, &snapshot) {
             (Some(ids), Some(snapshot)) => osv::silent(ids, &snapshot.vulnerabilities),
             // Not modified: the archive is the one the silent records were found in.
