@@ -33,6 +33,7 @@ async fn follow_sequence(feed: &str, ecosystem: &str, updater: &str) {
         },
     );
     let mut incremental_runs = 0;
+    let mut notified_steps = 0;
     for (i, step) in steps.iter().enumerate() {
         let published = mirror.publish_path(ecosystem, step).unwrap();
 
@@ -59,6 +60,21 @@ async fn follow_sequence(feed: &str, ecosystem: &str, updater: &str) {
             "{feed} step {i}: full run {f:?}"
         );
         assert_eq!(f.mode, "full");
+        notified_steps += usize::from(expected.notified());
+        eprintln!(
+            "{feed} step {i}: +{} ~{} -{}; incremental {:?} {} requests {} bytes; full {:?} {} \
+             requests {} bytes; {} notifications",
+            published.added,
+            published.changed,
+            published.removed,
+            r.outcome,
+            r.requests,
+            r.bytes,
+            f.outcome,
+            f.requests,
+            f.bytes,
+            expected.notifications.len()
+        );
         if i == 0 {
             assert_eq!(r.mode, "full", "the first run reads the archive");
             assert_eq!(r.outcome, Outcome::Created);
@@ -80,6 +96,10 @@ async fn follow_sequence(feed: &str, ecosystem: &str, updater: &str) {
         }
     }
     assert!(incremental_runs > 0);
+    assert!(
+        notified_steps > 1,
+        "{feed}: the comparison must cover notifications"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,9 +10,9 @@
 //!   field converted to UTC and truncated to whole seconds, `2024-07-30T14:43:15Z`
 //!   ([`normalise_modified`]); a record without a readable `modified` gets the publish time; a
 //!   record whose bytes changed since the previous publish while its `modified` did not advance
-//!   past the time it was listed at is listed at the newest time of the publish (so that the list
-//!   shows every change, as an export stamping its own times would), and keeps that time while
-//!   its bytes stay the same;
+//!   past the time it was listed at is listed at the newest time of the publish, or one second
+//!   after its previous listing if that is later (so that the list shows every change, as an
+//!   export stamping its own times would), and keeps that time while its bytes stay the same;
 //! - `B/E/<ID>.json`: each record alone, its bytes exactly as published;
 //! - `B/modified_id.csv` (`<modified>,E/<ID>` over every ecosystem, newest first) and
 //!   `B/ecosystems.txt` (one ecosystem a line, sorted), as at the root of OSV.dev's bucket.
@@ -471,10 +471,12 @@ impl OsvMirror {
             if let Some((listed, osha)) = old.records.get(id) {
                 if *osha != sha && modified <= *listed {
                     // Its content changed while its `modified` did not (RustSec's export does
-                    // this): list it as the newest change of this publish, as an export that
-                    // stamps its own modification times would, so that the list shows every
-                    // change and a client following it sees what the archive holds.
-                    modified = newest.clone();
+                    // this): list it as the newest change of this publish, and after the time it
+                    // was listed at, as an export that stamps its own modification times would,
+                    // so that the list shows every change and a client following it sees what
+                    // the archive holds.
+                    let after = records::one_second_after(listed).unwrap_or_default();
+                    modified = newest.clone().max(after);
                 } else if *osha == sha && *listed > modified {
                     // Listed later than its own time by an earlier publish: keep that.
                     modified = listed.clone();

@@ -135,6 +135,12 @@ pub(crate) fn format_modified(t: OffsetDateTime) -> Option<String> {
     .ok()
 }
 
+/// One second after a normalised time ([`normalise_modified`]'s form).
+pub(crate) fn one_second_after(listed: &str) -> Option<String> {
+    let t = OffsetDateTime::parse(listed, &Rfc3339).ok()?;
+    format_modified(t + time::Duration::seconds(1))
+}
+
 /// The record's `modified` field, normalised ([`normalise_modified`]); `None` when the record is
 /// not JSON, has no `modified` string or it is not RFC 3339.
 pub fn record_modified(bytes: &[u8]) -> Option<String> {

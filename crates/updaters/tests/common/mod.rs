@@ -70,6 +70,66 @@ pub async fn load_inventories(engine: &Engine, data: &Path) {
         .unwrap();
         engine.put_manifest(&m).await.unwrap();
     }
+    // No real AlmaLinux 9 inventory is in the shared data: an IndexReport of an image holding,
+    // at an old version, every package the last AlmaLinux step names, so that its changes
+    // reach a manifest.
+    let bytes = almalinux_report(data);
+    let m = tocsin_inventory::parse(tocsin_inventory::Input {
+        bytes: &bytes,
+        format: None,
+        content_type: None,
+        digest: None,
+        distribution: None,
+        labels: BTreeMap::new(),
+    })
+    .unwrap();
+    engine.put_manifest(&m).await.unwrap();
+}
+
+fn almalinux_report(data: &Path) -> Vec<u8> {
+    let steps = tocsin_testdata::snapshots(data, "almalinux9");
+    let mut names = std::collections::BTreeSet::new();
+    if let Some(last) = steps.last() {
+        for (_, bytes) in tocsin_testdata::osv_mirror::read_records(last).unwrap() {
+            let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            for a in record["affected"].as_array().into_iter().flatten() {
+                if let Some(name) = a["package"]["name"].as_str() {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+    }
+    let packages: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let id = (i + 1).to_string();
+            let p = serde_json::json!({"id": id, "name": name, "version": "0.0.1-0.el9",
+                "kind": "binary", "arch": "x86_64"});
+            (id, p)
+        })
+        .collect();
+    let environments: serde_json::Map<String, serde_json::Value> = packages
+        .keys()
+        .map(|id| {
+            let env = serde_json::json!([{"package_db": "var/lib/rpm",
+                "introduced_in": format!("sha256:{:064x}", 2), "distribution_id": "1"}]);
+            (id.clone(), env)
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "manifest_hash": format!("sha256:{:064x}", 0xa1a9),
+        "state": "IndexFinished",
+        "success": true,
+        "err": "",
+        "packages": packages,
+        "distributions": {"1": {"id": "1", "did": "almalinux", "name": "AlmaLinux",
+            "version": "9.2 (Turquoise Kodkod)", "version_id": "9.2", "version_code_name": "",
+            "arch": "", "cpe": "", "pretty_name": "AlmaLinux 9.2 (Turquoise Kodkod)"}},
+        "repository": {},
+        "environments": environments,
+    }))
+    .unwrap()
 }
 
 /// Quick retries, so that fault tests take milliseconds.
@@ -129,6 +189,13 @@ pub struct Produced {
     pub operations: u64,
     pub changes: serde_json::Value,
     pub notifications: Vec<serde_json::Value>,
+}
+
+impl Produced {
+    /// Whether processing notified anything (so that the comparison says something).
+    pub fn notified(&self) -> bool {
+        !self.notifications.is_empty()
+    }
 }
 
 pub async fn produced(engine: &Engine, updater: &str) -> Produced {
