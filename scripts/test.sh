@@ -19,6 +19,16 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   nextest_pid=$!
 fi
 
+# A released Clair v4 (clair, clairctl) for the tests that run a real Clair beside tocsin: built
+# once per machine from the Go module proxy into the user's cache (scripts/clair.sh), in the
+# background; the tests wait for it (they call the same script, which takes a lock).
+clair_log="$(mktemp)"
+clair_pid=
+if command -v go >/dev/null 2>&1; then
+  scripts/clair.sh >"$clair_log" 2>&1 &
+  clair_pid=$!
+fi
+
 # Services the tests talk to for real: PostgreSQL, RabbitMQ with its STOMP plugin, NATS with
 # JetStream. Installed from Debian's packages and started when missing; see scripts/services.sh.
 # shellcheck source=scripts/services.sh
@@ -36,6 +46,12 @@ if [ -n "$nextest_pid" ] && ! wait "$nextest_pid"; then
   exit 1
 fi
 rm -f "$nextest_log"
+if [ -n "$clair_pid" ] && ! wait "$clair_pid"; then
+  cat "$clair_log" >&2
+  echo "error: building Clair (scripts/clair.sh) failed" >&2
+  exit 1
+fi
+rm -f "$clair_log"
 cargo nextest run --workspace --locked --no-fail-fast
 echo "== doc tests"
 cargo test --workspace --locked --doc
