@@ -10,8 +10,9 @@
 //!   entries converted to claircore vulnerabilities and loaded with `clairctl import-updaters`
 //!   (the matcher's updaters off), the same tar.gz imported into tocsin.
 //! - Compared, step by step: the (manifest, reason, advisory, package) facts Clair's own notifier
-//!   sends with those of tocsin's set for the same step; after the last step, the vulnerabilities
-//!   Clair's matcher reports for the image with tocsin's report.
+//!   sends with those of tocsin's set for the same step; the webhook's Content-Type and body
+//!   fields and the pull API page's fields (tocsin delivers to the same receiver); after the last
+//!   step, the vulnerabilities Clair's matcher reports for the image with tocsin's report.
 //!
 //! Without Go or PostgreSQL the test skips with a message; under `CI=true` it fails instead.
 mod common;
@@ -183,7 +184,10 @@ fn clair_import(records: &[(String, Vec<u8>)]) -> (String, usize) {
 #[derive(Clone, Default)]
 struct Peer {
     blobs: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>,
-    hooks: Arc<Mutex<Vec<Value>>>,
+    /// Clair's webhooks: (content type, body).
+    hooks: Arc<Mutex<Vec<(String, Value)>>>,
+    /// tocsin's.
+    tocsin_hooks: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 async fn blob(State(p): State<Peer>, UrlPath(hex): UrlPath<String>) -> axum::response::Response {
@@ -198,11 +202,52 @@ async fn blob(State(p): State<Peer>, UrlPath(hex): UrlPath<String>) -> axum::res
     }
 }
 
-async fn hook(State(p): State<Peer>, body: axum::body::Bytes) -> &'static str {
-    if let Ok(v) = serde_json::from_slice(&body) {
-        p.hooks.lock().expect("lock").push(v);
+fn received(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<(String, Value)> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    serde_json::from_slice(body).ok().map(|v| (ct, v))
+}
+
+async fn hook(
+    State(p): State<Peer>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> &'static str {
+    if let Some(r) = received(&headers, &body) {
+        p.hooks.lock().expect("lock").push(r);
     }
     "ok"
+}
+
+async fn tocsin_hook(
+    State(p): State<Peer>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> &'static str {
+    if let Some(r) = received(&headers, &body) {
+        p.tocsin_hooks.lock().expect("lock").push(r);
+    }
+    "ok"
+}
+
+/// The keys of a JSON object, sorted (nested objects as `key.sub`).
+fn shape(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    if let Some(o) = v.as_object() {
+        for (k, v) in o {
+            let key = format!("{prefix}{k}");
+            out.insert(key.clone());
+            shape(v, &format!("{key}."), out);
+        }
+    }
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    shape(v, "", &mut out);
+    out
 }
 
 struct Killed(Child);
@@ -268,6 +313,7 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     let app = axum::Router::new()
         .route("/blob/{hex}", get(blob))
         .route("/hook", post(hook))
+        .route("/tocsin-hook", post(tocsin_hook))
         .with_state(peer.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -345,6 +391,7 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     let mut spec = ConfigSpec::new(tport, &dir.path().join("tocsin"));
     // Clair's notifier runs with `disable_summary` too: one entry per vulnerability.
     spec.disable_summary = true;
+    spec.webhook = Some(format!("http://{peer_addr}/tocsin-hook"));
     let tconfig = spec.write(&dir.path().join("t.yaml"));
     let mut tocsin = Server::start(&tconfig, tport, &dir.path().join("tocsin.log"), &[]);
     tocsin.ready().await;
@@ -402,7 +449,7 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
                     let hooks = hooks.lock().expect("lock");
                     hooks
                         .get(i)
-                        .and_then(|h| h["callback"].as_str().map(str::to_string))
+                        .and_then(|(_, h)| h["callback"].as_str().map(str::to_string))
                 }
             },
         )
@@ -432,6 +479,40 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             "step {i}: the notified facts differ"
         );
         assert_eq!(sets.len(), i + 1, "tocsin: one set per step");
+
+        // The wire: webhook bodies and pull-API pages, field by field (values that name a
+        // process — ids, the callback's host — aside).
+        let tocsin_hook = eventually(Duration::from_secs(30), "tocsin's webhook", || {
+            let hooks = Arc::clone(&peer.tocsin_hooks);
+            async move { hooks.lock().expect("lock").get(i).cloned() }
+        })
+        .await;
+        let clair_hook = peer.hooks.lock().expect("lock")[i].clone();
+        assert_eq!(tocsin_hook.0, clair_hook.0, "webhook Content-Type");
+        assert_eq!(
+            keys(&tocsin_hook.1),
+            keys(&clair_hook.1),
+            "webhook body fields"
+        );
+        let ours = tocsin_hook.1["callback"].as_str().unwrap_or("");
+        assert!(
+            ours.ends_with(&format!("/notifier/api/v1/notification/{id}")),
+            "{ours}"
+        );
+        let clair_page = get_json(&http, &format!("{callback}?page_size=1")).await;
+        let tocsin_page = get_json(
+            &http,
+            &format!(
+                "{}/notifier/api/v1/notification/{id}?page_size=1",
+                tocsin.base
+            ),
+        )
+        .await;
+        assert_eq!(
+            keys(&tocsin_page),
+            keys(&clair_page),
+            "page fields: Clair {clair_page}, tocsin {tocsin_page}"
+        );
     }
 
     // The forward direction after the last step.
