@@ -112,18 +112,7 @@ pub fn grpc_app(state: AppState) -> Router {
             router = router.route(r.info.path, mount(m, &r.info, &state));
         }
     }
-    router
-        .fallback(fallback)
-        .layer(middleware::from_fn(bound_request_head))
-        // Inside the body limits, so a Content-Length over the limit is refused before a slot
-        // is taken or a byte read.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            server::guard_uploads,
-        ))
-        .layer(RequestBodyLimitLayer::new(state.max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+    bounded(router, state, Bodies::Grpc)
 }
 
 fn build(state: AppState, with_grpc: bool) -> Router {
@@ -151,7 +140,22 @@ fn build(state: AppState, with_grpc: bool) -> Router {
             any(move |req: Request| updater_action(st.clone(), Arc::clone(&actions), req)),
         );
     }
-    router
+    bounded(router, state, Bodies::Http)
+}
+
+/// What a listener's refusals look like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bodies {
+    /// Each API family's JSON error bodies (the HTTP listener, gRPC on it included).
+    Http,
+    /// gRPC statuses only (a listener of its own for Clair v3's gRPC service).
+    Grpc,
+}
+
+/// The bounds every listener's router gets, in one order: request heads, upload slots and
+/// timeouts, body limits, then (HTTP) the family's error bodies, and tracing.
+fn bounded(router: Router<AppState>, state: AppState, bodies: Bodies) -> Router {
+    let router = router
         .fallback(fallback)
         .layer(middleware::from_fn(bound_request_head))
         // Inside the body limits, so a Content-Length over the limit is refused before a slot
@@ -159,17 +163,24 @@ fn build(state: AppState, with_grpc: bool) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             server::guard_uploads,
-        ))
-        // Extractors stop at the limit; the wrapper bounds whatever reads a body itself (the gRPC
-        // service would otherwise drain a request body of any length) and refuses a larger
-        // Content-Length before reading anything.
-        .layer(DefaultBodyLimit::max(state.max_body))
-        .layer(RequestBodyLimitLayer::new(state.max_body))
-        // Outside the limits, so that their refusals get the family's error body too.
-        .layer(middleware::map_response_with_state(
+        ));
+    // Extractors stop at the limit; the wrapper bounds whatever reads a body itself (the gRPC
+    // service would otherwise drain a request body of any length) and refuses a larger
+    // Content-Length before reading anything.
+    let router = match bodies {
+        Bodies::Http => router.layer(DefaultBodyLimit::max(state.max_body)),
+        Bodies::Grpc => router,
+    };
+    let router = router.layer(RequestBodyLimitLayer::new(state.max_body));
+    // Outside the limits, so that their refusals get the family's error body too.
+    let router = match bodies {
+        Bodies::Http => router.layer(middleware::map_response_with_state(
             state.clone(),
             error_bodies,
-        ))
+        )),
+        Bodies::Grpc => router,
+    };
+    router
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
