@@ -18,6 +18,7 @@ use deadpool_postgres::{Client, GenericClient};
 use time::OffsetDateTime;
 use tocsin_model::claircore::UpdateOperation;
 use tocsin_model::vuln::{VulnId, Vulnerability};
+use tocsin_store::codec::status::{check_acceptable, ACCEPTED, HELD, SUPERSEDED};
 use tocsin_store::codec::EncodedSnapshot;
 use tocsin_store::{HeldOperation, ImportOutcome, StoreError, UpdaterInfo};
 use uuid::Uuid;
@@ -27,13 +28,6 @@ use crate::schema::{LOCK_VULNS, NOTIFY_CHANNEL};
 
 /// The `kind` of every operation this store creates.
 const KIND: &str = "vulnerability";
-
-/// Status of an operation that counts as one of its updater's operations.
-const ACCEPTED: &str = "accepted";
-/// Status of the operation the storm guard holds (at most one per updater).
-const HELD: &str = "held";
-/// Status of a held operation a later import replaced.
-const SUPERSEDED: &str = "superseded";
 
 /// The ids of the updater's latest accepted operation: records the store is known to hold (see
 /// [`tocsin_store::codec::encode_snapshot`]; an accepted operation's memberships are never
@@ -278,29 +272,6 @@ pub(crate) async fn accept(c: &mut Client, updater: &str, op: Uuid) -> Result<Up
     announce(&tx, updater).await?;
     tx.commit().await.ctx("accept_operation: commit")?;
     Ok(to_op(&row))
-}
-
-/// Why `op` (of `owner`, in `status`) cannot be accepted as `updater`'s held operation, if it
-/// cannot.
-fn check_acceptable(op: Uuid, updater: &str, owner: &str, status: &str) -> Result<()> {
-    let why = if owner != updater {
-        format!("it belongs to updater {owner:?}, not {updater:?}")
-    } else {
-        match status {
-            HELD => return Ok(()),
-            ACCEPTED => "it is already accepted".to_string(),
-            SUPERSEDED => "a later import of the updater superseded it".to_string(),
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "update operation {op}: unknown status {other:?}"
-                )))
-            }
-        }
-    };
-    Err(StoreError::Invalid(format!(
-        "cannot accept update operation {op}: {why}; only the updater's held operation can be \
-         accepted"
-    )))
 }
 
 pub(crate) async fn updaters(c: &Client) -> Result<Vec<UpdaterInfo>> {

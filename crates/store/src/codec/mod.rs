@@ -21,6 +21,7 @@ use crate::{
 mod changes;
 mod packages;
 mod snapshot;
+pub mod status;
 pub mod wire;
 
 pub use changes::{decode_change_set, encode_change_set};
