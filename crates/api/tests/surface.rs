@@ -82,21 +82,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
     assert_eq!(r.content_type(), "application/json");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let paths = doc["paths"].as_object().expect("paths object");
-    let documented: BTreeMap<String, BTreeSet<String>> = paths
-        .iter()
-        .map(|(p, item)| {
-            let methods = item
-                .as_object()
-                .map(|o| {
-                    o.keys()
-                        .filter(|k| HTTP_METHODS.contains(&k.as_str()))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            (p.clone(), methods)
-        })
-        .collect();
+    let documented = documented_methods(&doc);
     let routes = table();
     let served: BTreeMap<String, BTreeSet<String>> = routes
         .iter()
@@ -235,23 +221,7 @@ async fn the_readme_lists_the_documented_routes() {
     }
     let app = TestApp::new().await;
     let doc = app.get("/openapi.json").await.expect(StatusCode::OK);
-    let documented: BTreeMap<String, BTreeSet<String>> = doc["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .map(|(p, item)| {
-            let methods = item
-                .as_object()
-                .map(|o| {
-                    o.keys()
-                        .filter(|k| HTTP_METHODS.contains(&k.as_str()))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            (p.clone(), methods)
-        })
-        .collect();
+    let documented = documented_methods(&doc);
     assert_eq!(
         listed, documented,
         "README's HTTP API table vs the OpenAPI document"
@@ -436,4 +406,25 @@ async fn oversized_request_targets_and_header_sections_are_refused_in_each_famil
             .await;
         assert_ne!(reply.status, StatusCode::URI_TOO_LONG, "{uri}");
     }
+}
+
+/// Each documented path with the HTTP methods the document gives it.
+fn documented_methods(doc: &serde_json::Value) -> BTreeMap<String, BTreeSet<String>> {
+    doc["paths"]
+        .as_object()
+        .expect("paths object")
+        .iter()
+        .map(|(p, item)| {
+            let methods = item
+                .as_object()
+                .map(|o| {
+                    o.keys()
+                        .filter(|k| HTTP_METHODS.contains(&k.as_str()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            (p.clone(), methods)
+        })
+        .collect()
 }
