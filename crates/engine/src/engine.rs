@@ -48,6 +48,10 @@ pub struct EngineConfig {
     /// than this fraction (0–1) of an updater's current vulnerabilities, or is empty where the
     /// current one is not, is imported *held* instead of being processed. `None`: no guard.
     pub withdraw_guard: Option<f64>,
+    /// Where processing learns which manifests a vulnerability affects, when not from tocsin's
+    /// own index: a fronted Clair's indexer (`notifier.indexer_addr`). With one, no v2/v3
+    /// notifications are made (see the crate doc).
+    pub affected_by: Option<Arc<dyn crate::AffectedManifests>>,
 }
 
 /// Whether [`Engine::import_with`] applies the storm guard.
@@ -711,9 +715,14 @@ impl Engine {
             .collect();
         let pairs =
             detect::pair_changes(&prev_ids, &cur_ids, &vulns).map_err(EngineError::Inconsistent)?;
-        let (changes, manifests) = {
-            let g = self.manifests.read().map_err(|_| lock_poisoned())?;
-            detect::changes(pairs, &vulns, &g.index, &g.digests)
+        let (changes, manifests) = match &self.cfg.affected_by {
+            Some(source) => crate::affected::changes(pairs, &vulns, source.as_ref())
+                .await
+                .map_err(EngineError::Affectedness)?,
+            None => {
+                let g = self.manifests.read().map_err(|_| lock_poisoned())?;
+                detect::changes(pairs, &vulns, &g.index, &g.digests)
+            }
         };
         let change_set = ChangeSet {
             updater: updater.to_string(),
@@ -732,7 +741,9 @@ impl Engine {
                 ))
             })?
         };
-        let legacy = match silent {
+        // The layer table of v2/v3 names manifests of tocsin's own inventory; an outside
+        // source's ids are local to the change set.
+        let legacy = match silent || self.cfg.affected_by.is_some() {
             true => None,
             false => Some(self.legacy_notifications(&change_set, &vulns).await?),
         };

@@ -19,13 +19,22 @@
 //! changed vulnerability that names a manifest, pointing at its change, plus the layer table that
 //! fixes each manifest's index — and their pages are projected from the stored change set on
 //! request ([`Engine::legacy_page`]), never recomputed from the index.
+//!
+//! Fronting a Clair ([`AffectedManifests`]): when the engine is given an affectedness source,
+//! the manifests each changed vulnerability affects come from it (a Clair indexer's
+//! affected-manifest lookup) instead of tocsin's own index. The change set is built from its
+//! answer the same way, with manifest ids local to the change set, and stays the single source
+//! of the v4 projection; no v2/v3 notifications are made (their layer table needs tocsin's own
+//! inventory, and Clair v4 has none either).
 #![deny(missing_docs)]
 
+mod affected;
 mod detect;
 mod engine;
 pub mod legacy;
 pub mod projection;
 
+pub use affected::AffectedManifests;
 pub use engine::{Engine, EngineConfig, FirstUpdate, Guard, Processed};
 
 /// What can go wrong in the engine.
@@ -40,6 +49,10 @@ pub enum EngineError {
     /// A manifest or feed was rejected.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// The affectedness source ([`AffectedManifests`]) failed: nothing was committed, and the
+    /// operation is processed again on the next pass.
+    #[error("asking which manifests are affected: {0}")]
+    Affectedness(String),
 }
 
 /// Publishes one delivery-backlog gauge (`tocsin_delivery_backlog{state}`).
