@@ -20,6 +20,28 @@ pub(crate) fn convert(
     index: usize,
     v: claircore::Vulnerability,
 ) -> Result<Vulnerability, FeedError> {
+    convert_as(updater, file, index, v, false)
+}
+
+/// A vulnerability a fronted Clair's matcher handed out (an update diff), kept as Clair has it:
+/// the package name verbatim (Clair's indexer matches it byte for byte, and notifications show
+/// it), and an ecosystem tocsin does not know kept under a `Clair:` name instead of refused —
+/// Clair, not tocsin, decides what it affects.
+pub fn from_clair(
+    updater: &str,
+    index: usize,
+    v: claircore::Vulnerability,
+) -> Result<Vulnerability, FeedError> {
+    convert_as(updater, "update_diff", index, v, true)
+}
+
+fn convert_as(
+    updater: &str,
+    file: &str,
+    index: usize,
+    v: claircore::Vulnerability,
+    verbatim: bool,
+) -> Result<Vulnerability, FeedError> {
     let element_error = |message: &str| FeedError::Element {
         file: file.to_string(),
         index,
@@ -44,6 +66,14 @@ pub(crate) fn convert(
             Some(e) => (e, true),
             None => match v.repository.as_ref().and_then(ecosystem::from_repository) {
                 Some(e) => (e.to_string(), false),
+                None if verbatim => {
+                    let (what, is_os) = match (&v.distribution, &v.repository) {
+                        (Some(d), _) if !d.did.is_empty() => (d.did.clone(), true),
+                        (_, Some(r)) if !r.name.is_empty() => (r.name.clone(), false),
+                        _ => (updater.to_string(), false),
+                    };
+                    (format!("Clair:{what}"), is_os)
+                }
                 None => return Err(element_error(
                     "neither its distribution nor its repository names an ecosystem tocsin knows",
                 )),
@@ -56,7 +86,11 @@ pub(crate) fn convert(
     } else {
         NameKind::Binary
     };
-    let name = eco::normalize_name(&eco_name, &package.name);
+    let name = if verbatim {
+        package.name.clone()
+    } else {
+        eco::normalize_name(&eco_name, &package.name)
+    };
     let arch = package.arch.clone();
     Ok(Vulnerability {
         updater: updater.to_string(),

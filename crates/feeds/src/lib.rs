@@ -41,6 +41,7 @@ mod severity;
 mod snapshot;
 mod source;
 
+pub use claircore::from_clair;
 pub use error::FeedError;
 pub use severity::{cvss_base_score, InvalidCvss};
 pub use snapshot::{Snapshot, SnapshotStats};
