@@ -20,8 +20,10 @@ pub enum UpdaterError {
         why: String,
     },
     /// The server answered with a status that is not retried, or every retry failed with one.
-    #[error("GET {url}: HTTP {status}{}", attempts_note(*attempts))]
+    #[error("{method} {url}: HTTP {status}{}", attempts_note(*attempts))]
     Status {
+        /// The request method.
+        method: &'static str,
         /// What was fetched.
         url: String,
         /// The last status.
@@ -30,8 +32,10 @@ pub enum UpdaterError {
         attempts: u32,
     },
     /// The connection failed or broke, every time it was tried.
-    #[error("GET {url}: {message}{}", attempts_note(*attempts))]
+    #[error("{method} {url}: {message}{}", attempts_note(*attempts))]
     Transport {
+        /// The request method.
+        method: &'static str,
         /// What was fetched.
         url: String,
         /// The last error, with its causes.
@@ -40,8 +44,10 @@ pub enum UpdaterError {
         attempts: u32,
     },
     /// The transfer took longer than the timeout, every time it was tried.
-    #[error("GET {url}: no complete answer within {after:?} (tocsin.updaters.timeout){}", attempts_note(*attempts))]
+    #[error("{method} {url}: no complete answer within {after:?} (tocsin.updaters.timeout){}", attempts_note(*attempts))]
     Timeout {
+        /// The request method.
+        method: &'static str,
         /// What was fetched.
         url: String,
         /// The timeout.
@@ -50,8 +56,10 @@ pub enum UpdaterError {
         attempts: u32,
     },
     /// The body is longer than allowed.
-    #[error("GET {url}: the body is larger than {limit} bytes (tocsin.updaters.max_download_size); nothing was imported")]
+    #[error("{method} {url}: the body is larger than {limit} bytes (tocsin.updaters.max_download_size); nothing was imported")]
     TooLarge {
+        /// The request method.
+        method: &'static str,
         /// What was fetched.
         url: String,
         /// The bound.
@@ -75,6 +83,14 @@ pub enum UpdaterError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A fronted Clair answered something tocsin cannot use.
+    #[error("Clair: {what}: {message}")]
+    Clair {
+        /// What was asked.
+        what: String,
+        /// What was wrong with the answer.
+        message: String,
+    },
 }
 
 fn attempts_note(attempts: u32) -> String {
@@ -98,6 +114,7 @@ impl UpdaterError {
             UpdaterError::Io { .. } => "io",
             UpdaterError::Feed(_) => "invalid_feed",
             UpdaterError::Engine(_) | UpdaterError::Store(_) => "store",
+            UpdaterError::Clair { .. } => "clair",
         }
     }
 }

@@ -44,6 +44,14 @@ pub(crate) enum Got {
     },
 }
 
+/// An API answer (2xx or 304).
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
 /// Why one attempt failed.
 enum Failure {
     Status(u16, Option<Duration>),
@@ -62,25 +70,35 @@ impl Failure {
         }
     }
 
-    fn into_error(self, url: &Url, opts: &FetchOptions, attempts: u32) -> UpdaterError {
+    fn into_error(
+        self,
+        method: &'static str,
+        url: &Url,
+        opts: &FetchOptions,
+        attempts: u32,
+    ) -> UpdaterError {
         let url = url.to_string();
         match self {
             Failure::Status(status, _) => UpdaterError::Status {
+                method,
                 url,
                 status,
                 attempts,
             },
             Failure::Transport(message) => UpdaterError::Transport {
+                method,
                 url,
                 message,
                 attempts,
             },
             Failure::Timeout => UpdaterError::Timeout {
+                method,
                 url,
                 after: opts.timeout,
                 attempts,
             },
             Failure::TooLarge => UpdaterError::TooLarge {
+                method,
                 url,
                 limit: opts.max_download_size,
             },
@@ -112,6 +130,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub(crate) type OnBytes<'a> = &'a (dyn Fn(u64, Option<u64>) + Send + Sync);
 
 /// The HTTP client of every source.
+#[derive(Debug)]
 pub(crate) struct Http {
     client: reqwest::Client,
     opts: FetchOptions,
@@ -124,6 +143,7 @@ impl Http {
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| UpdaterError::Transport {
+                method: "GET",
                 url: String::new(),
                 message: format!("building the HTTP client: {}", chain(&e)),
                 attempts: 0,
@@ -142,23 +162,76 @@ impl Http {
         on_bytes: OnBytes<'_>,
         attempts: &mut u32,
     ) -> Result<Got, UpdaterError> {
+        self.retrying("GET", url, attempts, || {
+            self.once(url, headers, validators, sink, on_bytes)
+        })
+        .await
+    }
+
+    /// One API request, built afresh for every attempt (a signed request needs a fresh token),
+    /// its whole body read into memory under `limit` (and `max_download_size`). A 2xx or 304
+    /// answer is returned; other statuses fail, the retryable ones after the retries.
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+        build: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + Sync),
+        limit: u64,
+        attempts: &mut u32,
+    ) -> Result<Reply, UpdaterError> {
+        let name = match method {
+            reqwest::Method::POST => "POST",
+            reqwest::Method::DELETE => "DELETE",
+            _ => "GET",
+        };
+        self.retrying(name, url, attempts, || async {
+            let resp = build(self.client.request(method.clone(), url.clone()))
+                .send()
+                .await
+                .map_err(|e| Failure::Transport(chain(&e)))?;
+            let status = resp.status();
+            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+                return Err(Failure::Status(status.as_u16(), retry_after(&resp)));
+            }
+            let headers = resp.headers().clone();
+            let (body, _) = self.read(resp, Sink::Memory(limit), &|_, _| {}).await?;
+            let Body::Bytes(body) = body else {
+                return Err(Failure::TooLarge);
+            };
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent; each attempt
+    /// within the whole-transfer timeout, with backoff between them.
+    async fn retrying<T, F, Fut>(
+        &self,
+        method: &'static str,
+        url: &Url,
+        attempts: &mut u32,
+        mut attempt: F,
+    ) -> Result<T, UpdaterError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
         loop {
             *attempts += 1;
-            let failure = match tokio::time::timeout(
-                self.opts.timeout,
-                self.once(url, headers, validators, sink, on_bytes),
-            )
-            .await
-            {
+            let failure = match tokio::time::timeout(self.opts.timeout, attempt()).await {
                 Ok(Ok(got)) => return Ok(got),
                 Ok(Err(f)) => f,
                 Err(_) => Failure::Timeout,
             };
             if !failure.retryable() || *attempts > self.opts.retries {
-                return Err(failure.into_error(url, &self.opts, *attempts));
+                return Err(failure.into_error(method, url, &self.opts, *attempts));
             }
             let wait = self.backoff(*attempts, &failure);
-            tracing::debug!(%url, attempts, wait_ms = wait.as_millis() as u64, "retrying");
+            tracing::debug!(method, %url, attempts, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
         }
     }
@@ -204,7 +277,7 @@ impl Http {
                 map.insert(IF_MODIFIED_SINCE, lm);
             }
         }
-        let mut resp = self
+        let resp = self
             .client
             .get(url.clone())
             .headers(map)
@@ -219,21 +292,7 @@ impl Http {
             return Ok(Got::NotFound);
         }
         if !status.is_success() {
-            let after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Err(Failure::Status(status.as_u16(), after));
-        }
-        let limit = match sink {
-            Sink::File => self.opts.max_download_size,
-            Sink::Memory(n) => n.min(self.opts.max_download_size),
-        };
-        let total = resp.content_length();
-        if total.is_some_and(|n| n > limit) {
-            return Err(Failure::TooLarge);
+            return Err(Failure::Status(status.as_u16(), retry_after(&resp)));
         }
         let header = |name| {
             resp.headers()
@@ -245,6 +304,29 @@ impl Http {
             etag: header(ETAG),
             last_modified: header(LAST_MODIFIED),
         };
+        let (body, bytes) = self.read(resp, sink, on_bytes).await?;
+        Ok(Got::Body {
+            body,
+            bytes,
+            validators,
+        })
+    }
+
+    /// Reads a body into `sink`, failing as soon as it passes its bound.
+    async fn read(
+        &self,
+        mut resp: reqwest::Response,
+        sink: Sink,
+        on_bytes: OnBytes<'_>,
+    ) -> Result<(Body, u64), Failure> {
+        let limit = match sink {
+            Sink::File => self.opts.max_download_size,
+            Sink::Memory(n) => n.min(self.opts.max_download_size),
+        };
+        let total = resp.content_length();
+        if total.is_some_and(|n| n > limit) {
+            return Err(Failure::TooLarge);
+        }
         let mut body = match sink {
             Sink::File => Body::File(tempfile::NamedTempFile::new().map_err(Failure::Io)?),
             Sink::Memory(_) => Body::Bytes(Vec::new()),
@@ -269,10 +351,15 @@ impl Http {
         if let Body::File(f) = &mut body {
             f.flush().map_err(Failure::Io)?;
         }
-        Ok(Got::Body {
-            body,
-            bytes,
-            validators,
-        })
+        Ok((body, bytes))
     }
+}
+
+/// A server's `Retry-After`, in seconds.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }

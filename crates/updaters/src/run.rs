@@ -598,6 +598,7 @@ impl Updaters {
         match got {
             Got::NotModified => Ok(None),
             Got::NotFound => Err(UpdaterError::Status {
+                method: "GET",
                 url: url.to_string(),
                 status: 404,
                 attempts: 1,
@@ -938,43 +939,60 @@ impl Updaters {
     }
 
     async fn follow_one(&self, name: &str, stop: CancellationToken) {
-        loop {
+        follow_schedule(self.engine.store(), name, stop, || async {
             // A failure is logged by the run and recorded in the store, whose schedule says
             // when to try again.
             let _ = self.run(name, true, no_events()).await;
-            let next = match self.engine.store().sources().await {
-                Ok(states) => states.into_iter().find(|s| s.name == name).and_then(|s| {
-                    match (s.next_run, s.lease_until) {
-                        // Someone holds it: look again when the lease ends.
-                        (_, Some(until)) if until > now() => Some(until),
-                        (next, _) => next,
-                    }
-                }),
-                Err(e) => {
-                    tracing::warn!(updater = name, error = %e, "reading the updater schedule");
-                    None
+        })
+        .await
+    }
+}
+
+/// Runs source `name` whenever the schedule shared in the store says it is due, until `stop`:
+/// `run` claims it (only when due), runs it and records the next run.
+pub(crate) async fn follow_schedule<F, Fut>(
+    store: &Arc<dyn tocsin_store::Store>,
+    name: &str,
+    stop: CancellationToken,
+    mut run: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        run().await;
+        let next = match store.sources().await {
+            Ok(states) => states.into_iter().find(|s| s.name == name).and_then(|s| {
+                match (s.next_run, s.lease_until) {
+                    // Someone holds it: look again when the lease ends.
+                    (_, Some(until)) if until > now() => Some(until),
+                    (next, _) => next,
                 }
-            };
-            let wait = match next {
-                Some(at) => (at - now())
-                    .max(time::Duration::ZERO)
-                    .unsigned_abs()
-                    .min(POLL),
-                None => POLL,
-            };
-            // A little jitter keeps processes sharing a database from claiming in lockstep.
-            let wait = wait + Duration::from_millis(rand::thread_rng().gen_range(0..500));
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.cancelled() => return,
+            }),
+            Err(e) => {
+                tracing::warn!(updater = name, error = %e, "reading the updater schedule");
+                None
             }
+        };
+        let wait = match next {
+            Some(at) => (at - now())
+                .max(time::Duration::ZERO)
+                .unsigned_abs()
+                .min(POLL),
+            None => POLL,
+        };
+        // A little jitter keeps processes sharing a database from claiming in lockstep.
+        let wait = wait + Duration::from_millis(rand::thread_rng().gen_range(0..500));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
         }
     }
 }
 
 /// How long a failing source waits: a minute, doubling per failure, capped at its period, with
 /// up to a tenth more of jitter.
-fn failure_backoff(failures: u32, interval: Duration) -> Duration {
+pub(crate) fn failure_backoff(failures: u32, interval: Duration) -> Duration {
     let base = FAILURE_BACKOFF
         .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
         .min(interval);
