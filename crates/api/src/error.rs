@@ -126,6 +126,8 @@ impl From<tocsin_engine::EngineError> for ApiError {
         match e {
             tocsin_engine::EngineError::Invalid(m) => ApiError::BadRequest(m),
             tocsin_engine::EngineError::Store(s) => s.into(),
+            // A fronted Clair's indexer failed: nothing was committed.
+            e @ tocsin_engine::EngineError::Affectedness(_) => ApiError::BadGateway(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -156,6 +156,57 @@ pub async fn post_run(
     Ok(Json(report_json(report)).into_response())
 }
 
+/// `POST /api/v1/clair/run`: mirrors the fronted Clair's new update operations now and
+/// processes them. 404 when tocsin fronts no Clair; 409 while another run holds the mirror; 502
+/// when Clair fails or answers what it should not (what was mirrored is kept).
+pub async fn post_clair_run(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(clair) = state.clair.clone() else {
+        return Err(ApiError::NotFound(
+            "tocsin fronts no Clair (notifier.matcher_addr and notifier.indexer_addr are not set)"
+                .into(),
+        ));
+    };
+    let report = clair.run_now().await?;
+    let mut v = serde_json::to_value(&report).unwrap_or_default();
+    v["processed"] = serde_json::Value::Array(processed_json(report.processed));
+    Ok(Json(v).into_response())
+}
+
+/// The fronted Clair's mirror: where it is, its schedule and last results.
+async fn clair_status(state: &AppState) -> Result<serde_json::Value, ApiError> {
+    let Some(clair) = &state.clair else {
+        return Ok(serde_json::Value::Null);
+    };
+    let c = clair.clair();
+    let s = state
+        .engine
+        .store()
+        .sources()
+        .await?
+        .into_iter()
+        .find(|s| s.name == tocsin_updaters::CLAIR_SOURCE)
+        .unwrap_or_default();
+    let memory: serde_json::Value = serde_json::from_str(&s.state).unwrap_or_default();
+    let gap = memory["last_gap"].as_array().map(|g| {
+        serde_json::json!({"updater": g.first(), "missing": g.get(1), "resumed_from": g.get(2)})
+    });
+    Ok(serde_json::json!({
+        "matcher": c.shown_matcher(),
+        "indexer": c.shown_indexer(),
+        "poll_interval_seconds": c.poll_interval.as_secs(),
+        "signed": c.psk.is_some(),
+        "next_run": rfc3339(s.next_run),
+        "last_attempt": rfc3339(s.last_attempt),
+        "last_success": rfc3339(s.last_success),
+        "last_error": s.last_error,
+        "last_error_at": rfc3339(s.last_error_at),
+        "failures": s.failures,
+        "fetching_until": rfc3339(s.lease_until.filter(|t| *t > time::OffsetDateTime::now_utc())),
+        "etag": memory["etag"],
+        "last_gap": gap,
+    }))
+}
+
 /// A run's report as the API and `tocsin feed update --json` show it.
 pub fn report_json(r: RunReport) -> serde_json::Value {
     serde_json::json!({
@@ -266,7 +317,8 @@ pub async fn list_updaters(State(state): State<AppState>) -> Result<Response, Ap
         });
     }
     let updaters: Vec<serde_json::Value> = rows.into_values().collect();
-    Ok(Json(serde_json::json!({ "updaters": updaters })).into_response())
+    let clair = clair_status(&state).await?;
+    Ok(Json(serde_json::json!({ "updaters": updaters, "clair": clair })).into_response())
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> serde_json::Value {

@@ -82,6 +82,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The feed sources tocsin follows itself (`tocsin.updaters`), when configured.
     pub updaters: Option<Arc<tocsin_updaters::Updaters>>,
+    /// The Clair mirror, when tocsin fronts a Clair (`notifier.matcher_addr`).
+    pub clair: Option<Arc<tocsin_updaters::ClairFollower>>,
 }
 
 /// Every route [`app`] serves, in the order it mounts them: the router is built from this

@@ -235,6 +235,12 @@ pub(crate) fn table() -> Vec<Route> {
             UpdaterAction("accept", axum::routing::post(feeds::post_accept)),
         ),
         route(
+            "/api/v1/clair/run",
+            &["POST"],
+            Psk,
+            Exact(axum::routing::post(feeds::post_clair_run)),
+        ),
+        route(
             "/api/v1/notifications",
             &["GET"],
             Psk,

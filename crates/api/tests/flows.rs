@@ -349,7 +349,7 @@ async fn feed_snapshots_import_once_all_or_nothing() {
     .await
     .expect(StatusCode::CREATED);
     let snaps = snapshots(&data, "debian");
-    let no_updaters = serde_json::json!({ "updaters": [] });
+    let no_updaters = serde_json::json!({ "updaters": [], "clair": null });
     assert_eq!(
         app.get("/api/v1/updaters").await.expect(StatusCode::OK),
         no_updaters

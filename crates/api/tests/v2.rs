@@ -368,6 +368,7 @@ async fn wire_details_errors_and_tokens() {
         uploads: Default::default(),
         limits: Default::default(),
         updaters: None,
+        clair: None,
     });
     let there = send_to(
         &other_app,

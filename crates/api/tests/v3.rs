@@ -271,6 +271,7 @@ async fn grpc_on_its_own_listener_and_the_gateway_on_http() {
         uploads: Default::default(),
         limits: Default::default(),
         updaters: None,
+        clair: None,
     };
     let grpc = tocsin_api::grpc_app(state());
     let http = tocsin_api::http_app(state());

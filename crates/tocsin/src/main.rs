@@ -199,8 +199,34 @@ fn channels(cfg: &Config) -> Vec<String> {
     }
 }
 
-/// Engine settings from the configuration.
-pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
+/// The Clair tocsin fronts (`notifier.matcher_addr` and `notifier.indexer_addr`), when set.
+pub(crate) fn clair(cfg: &Config) -> Result<Option<Arc<tocsin_updaters::Clair>>> {
+    let (Some(matcher), Some(indexer)) = (&cfg.notifier.clair_matcher, &cfg.notifier.clair_indexer)
+    else {
+        return Ok(None);
+    };
+    let psk = match &cfg.psk {
+        Some(p) => Some(PskKey::from_bytes(p.key.expose().clone())?),
+        None => None,
+    };
+    let defaults = tocsin_updaters::UpdatersConfig::default();
+    let clair = tocsin_updaters::Clair::new(tocsin_updaters::ClairConfig {
+        matcher: matcher.clone(),
+        indexer: indexer.clone(),
+        psk,
+        poll_interval: cfg.notifier.poll_interval,
+        fetch: defaults.fetch,
+        lease: defaults.lease,
+    })
+    .context("setting up the Clair client (notifier.matcher_addr, notifier.indexer_addr)")?;
+    Ok(Some(clair))
+}
+
+/// Engine settings from the configuration; `clair` is the fronted Clair, if any.
+pub(crate) fn engine_config(
+    cfg: &Config,
+    clair: Option<&Arc<tocsin_updaters::Clair>>,
+) -> EngineConfig {
     EngineConfig {
         v4: tocsin_engine::projection::V4Options {
             disable_summary: cfg.notifier.disable_summary,
@@ -214,6 +240,7 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
         // v2/v3 clients see manifest digests as layer names (no configuration key yet).
         legacy_layer_label: cfg.tocsin.legacy_layer_label.clone(),
         withdraw_guard: cfg.tocsin.withdraw_guard,
+        affected_by: clair.map(|c| c.affectedness()),
     }
 }
 
@@ -232,7 +259,8 @@ pub(crate) fn updaters(
 
 async fn open_engine(cfg: &Config) -> Result<Engine> {
     let store = open_store(cfg).await?;
-    Ok(Engine::open(store, engine_config(cfg)).await?)
+    let clair = clair(cfg)?;
+    Ok(Engine::open(store, engine_config(cfg, clair.as_ref())).await?)
 }
 
 /// Inbound PSK verification (Clair's `auth.psk`): HS256, the configured issuers plus

@@ -119,8 +119,9 @@ pub async fn start(
     let deliverer = crate::deliverer(cfg).await?;
     let legacy_webhook = crate::legacy_webhook(cfg).await?;
     let store = crate::open_store(cfg).await?;
+    let clair = crate::clair(cfg)?;
     let engine = Arc::new(
-        Engine::open(store.clone(), crate::engine_config(cfg))
+        Engine::open(store.clone(), crate::engine_config(cfg, clair.as_ref()))
             .await
             .context("building the indexes")?,
     );
@@ -130,6 +131,8 @@ pub async fn start(
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let updaters = crate::updaters(cfg, &engine)?;
+    let clair_follower =
+        clair.map(|c| Arc::new(tocsin_updaters::ClairFollower::new(Arc::clone(&engine), c)));
 
     // HTTP API.
     let state = tocsin_api::AppState {
@@ -143,6 +146,7 @@ pub async fn start(
             cfg.tocsin.upload_timeout,
         ),
         updaters: updaters.clone(),
+        clair: clair_follower.clone(),
     };
     let limits = tocsin_api::ConnectionLimits {
         header_read_timeout: cfg.tocsin.header_read_timeout,
@@ -281,6 +285,24 @@ pub async fn start(
         let token = stop.clone();
         tasks.spawn(async move {
             u.follow(token).await;
+            Ok(())
+        });
+    }
+
+    // A fronted Clair: its update operations mirrored on the poll interval, on the schedule
+    // shared through the store.
+    if let Some(follower) = clair_follower {
+        let c = follower.clair();
+        tracing::info!(
+            matcher = %c.shown_matcher(),
+            indexer = %c.shown_indexer(),
+            poll_interval_s = c.poll_interval.as_secs(),
+            signed = c.psk.is_some(),
+            "fronting a Clair: mirroring its matcher's update operations, affected manifests from its indexer"
+        );
+        let token = stop.clone();
+        tasks.spawn(async move {
+            follower.follow(token).await;
             Ok(())
         });
     }

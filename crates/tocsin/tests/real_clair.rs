@@ -14,6 +14,20 @@
 //!   fields and the pull API page's fields (tocsin delivers to the same receiver); after the last
 //!   step, the vulnerabilities Clair's matcher reports for the image with tocsin's report.
 //!
+//! - tocsin **fronting** that Clair (`notifier.matcher_addr` / `indexer_addr`, as a Clair
+//!   operator swaps Clair's notifier for tocsin): it mirrors the matcher's update operations and
+//!   asks the indexer which manifests are affected; its facts must equal Clair's notifier's on
+//!   every step. Clair runs with `auth.psk`, so every call tocsin makes to it is signed, and
+//!   the fronting tocsin checks the same key on its own API.
+//!   The fronting tocsin runs as two processes on one PostgreSQL database: every set is made
+//!   and delivered once.
+//! - The pull API's error answers, Clair's notifier beside tocsin, case by case: equal except
+//!   where Clair is known to be wrong (each such case pinned to what both answer).
+//! - Clair down: the remaining steps are imported while Clair is stopped (clairctl writes to
+//!   the matcher's database directly), several update operations at once; the fronting
+//!   tocsin's runs fail and are retried, and once Clair is back every operation is mirrored and
+//!   processed in order, making the sets tocsin standalone makes for those steps.
+//!
 //! Without Go or PostgreSQL the test skips with a message; under `CI=true` it fails instead.
 mod common;
 
@@ -34,6 +48,28 @@ use tocsin_store_postgres::testing::{in_ci, throwaway_database};
 const DEBIAN_10: &str = "PRETTY_NAME=\"Debian GNU/Linux 10 (buster)\"\nNAME=\"Debian GNU/Linux\"\n\
 VERSION_ID=\"10\"\nVERSION=\"10 (buster)\"\nVERSION_CODENAME=buster\nID=debian\n";
 const UPDATER: &str = "tocsin/debian-osv";
+/// `auth.psk.key` of Clair and of the fronting tocsin.
+const PSK: &str = "dG9jc2luLXJlYWwtY2xhaXItdGVzdC1wc2stMzJieXQ=";
+
+/// A client whose requests carry a fresh PSK token (`clair-intraservice`, valid for a minute):
+/// made anew for each short group of calls to Clair or to the fronting tocsin.
+fn signed() -> reqwest::Client {
+    let key = tocsin_deliver::PskKey::from_base64(PSK).expect("the test key");
+    let token =
+        tocsin_deliver::jwt::PskSigner::with_issuer(&key, tocsin_deliver::jwt::INTRASERVICE_ISSUER)
+            .sign()
+            .expect("signing");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("a client")
+}
 /// Update steps driven through both (each waits for Clair's notifier, which polls once a
 /// minute).
 const STEPS: usize = 2;
@@ -188,6 +224,8 @@ struct Peer {
     hooks: Arc<Mutex<Vec<(String, Value)>>>,
     /// tocsin's.
     tocsin_hooks: Arc<Mutex<Vec<(String, Value)>>>,
+    /// The fronting tocsin's.
+    fronting_hooks: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 async fn blob(State(p): State<Peer>, UrlPath(hex): UrlPath<String>) -> axum::response::Response {
@@ -248,6 +286,17 @@ fn keys(v: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     shape(v, "", &mut out);
     out
+}
+
+async fn fronting_hook(
+    State(p): State<Peer>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> &'static str {
+    if let Some(r) = received(&headers, &body) {
+        p.fronting_hooks.lock().expect("lock").push(r);
+    }
+    "ok"
 }
 
 struct Killed(Child);
@@ -314,6 +363,7 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
         .route("/blob/{hex}", get(blob))
         .route("/hook", post(hook))
         .route("/tocsin-hook", post(tocsin_hook))
+        .route("/fronting-hook", post(fronting_hook))
         .with_state(peer.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -336,43 +386,58 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
              notifier:\n  connstring: {:?}\n  migrations: true\n  poll_interval: 1m\n  \
              delivery_interval: 1m\n  disable_summary: true\n  webhook:\n    \
              target: http://{peer_addr}/hook\n    \
-             callback: http://127.0.0.1:{port}/notifier/api/v1/notification/\n",
+             callback: http://127.0.0.1:{port}/notifier/api/v1/notification/\n\
+             auth:\n  psk:\n    key: {PSK}\n    iss: [quay]\n",
             indexer_db.connstring(),
             matcher_db.connstring(),
             notifier_db.connstring()
         ),
     )
     .expect("config");
-    let log = std::fs::File::create(dir.path().join("clair.log")).expect("log");
-    let _clair = Killed(
-        Command::new(bin.join("clair"))
-            .args(["-conf", config.to_str().expect("path"), "-mode", "combo"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting clair"),
-    );
+    let start_clair = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("clair.log"))
+            .expect("log");
+        Killed(
+            Command::new(bin.join("clair"))
+                .args(["-conf", config.to_str().expect("path"), "-mode", "combo"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("starting clair"),
+        )
+    };
+    let mut clair = start_clair();
     let http = client();
     let base = format!("http://127.0.0.1:{port}");
-    eventually(Duration::from_secs(60), "Clair answers", || {
-        let (http, base) = (http.clone(), base.clone());
+    let clair_answers = || {
+        let base = base.clone();
         async move {
-            let r = http
+            let r = signed()
                 .get(format!("{base}/matcher/api/v1/internal/update_operation"))
                 .send()
                 .await
                 .ok()?;
             (r.status() == 200).then_some(())
         }
-    })
-    .await;
+    };
+    eventually(Duration::from_secs(60), "Clair answers", clair_answers).await;
+    // Clair checks the key: an unsigned call is refused.
+    let unsigned = http
+        .get(format!("{base}/matcher/api/v1/internal/update_operation"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(unsigned.status(), 401, "Clair runs with auth.psk");
 
     // Index the image through Clair's API.
     let manifest = format!(
         "sha256:{}",
         hex::encode(sha2::Sha256::digest(b"tocsin real-clair image"))
     );
-    let r = http
+    let r = signed()
         .post(format!("{base}/indexer/api/v1/index_report"))
         .json(&json!({"hash": manifest, "layers": [{
             "hash": format!("sha256:{blob_hex}"),
@@ -406,9 +471,46 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     .await;
     let cfg = tconfig.to_str().expect("path").to_string();
 
+    // tocsin fronting the same Clair, as an operator configures it: Clair's keys, Clair's key;
+    // two processes on one PostgreSQL database, so that every Clair operation must still be
+    // mirrored, processed and delivered once.
+    let fronting_db = throwaway_database().await.expect("a database");
+    let start_fronting = |name: &str| {
+        let fport = free_port();
+        let mut fspec = ConfigSpec::new(fport, &dir.path().join(name));
+        fspec.disable_summary = true;
+        fspec.webhook = Some(format!("http://{peer_addr}/fronting-hook"));
+        fspec.notifier = vec![
+            (
+                "connstring".into(),
+                format!("{:?}", fronting_db.connstring()),
+            ),
+            ("migrations".into(), "true".into()),
+            ("matcher_addr".into(), format!("http://127.0.0.1:{port}")),
+            ("indexer_addr".into(), format!("127.0.0.1:{port}")),
+            ("poll_interval".into(), "2s".into()),
+        ];
+        let fconfig = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &fconfig,
+            fspec.yaml() + &format!("auth:\n  psk:\n    key: {PSK}\n    iss: [quay]\n"),
+        )
+        .expect("config");
+        Server::start(
+            &fconfig,
+            fport,
+            &dir.path().join(format!("{name}.log")),
+            &[],
+        )
+    };
+    let mut fronting = start_fronting("fronting");
+    fronting.ready().await;
+    let mut fronting_b = start_fronting("fronting-b");
+    fronting_b.ready().await;
+
     // Both through the same update sequence: the Debian cut-offs, step by step.
     let steps = tocsin_testdata::snapshots(&data, "debian");
-    for (i, step) in steps.iter().take(STEPS).enumerate() {
+    let import = |i: usize, step: &Path| {
         let records = tocsin_testdata::osv_mirror::read_records(step).expect("records");
         let (jsonl, lines) = clair_import(&records);
         let file = dir.path().join(format!("debian-{i}.jsonl"));
@@ -427,6 +529,10 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             "clairctl import-updaters: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        lines
+    };
+    for (i, step) in steps.iter().take(STEPS).enumerate() {
+        let lines = import(i, step);
         run_cli(&[
             "--config",
             &cfg,
@@ -454,7 +560,7 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             },
         )
         .await;
-        let clair_facts = facts(&http, &callback).await;
+        let clair_facts = facts(&signed(), &callback).await;
         let sets = notification_sets(&http, &tocsin.base).await;
         let newest = sets
             .iter()
@@ -466,12 +572,18 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             &format!("{}/notifier/api/v1/notification/{id}", tocsin.base),
         )
         .await;
+        let fronting_facts = fronting_set_facts(&fronting.base, i + 1).await;
         eprintln!(
             "step {i} ({}): {lines} claircore vulnerabilities; Clair's notifier: {} facts, \
-             tocsin: {}",
+             tocsin: {}, tocsin fronting Clair: {}",
             step.display(),
             clair_facts.len(),
-            tocsin_facts.len()
+            tocsin_facts.len(),
+            fronting_facts.len()
+        );
+        assert_eq!(
+            clair_facts, fronting_facts,
+            "step {i}: the facts of Clair's notifier and of tocsin fronting the same Clair differ"
         );
         assert!(!clair_facts.is_empty(), "step {i}");
         assert_eq!(
@@ -499,7 +611,7 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             ours.ends_with(&format!("/notifier/api/v1/notification/{id}")),
             "{ours}"
         );
-        let clair_page = get_json(&http, &format!("{callback}?page_size=1")).await;
+        let clair_page = get_json(&signed(), &format!("{callback}?page_size=1")).await;
         let tocsin_page = get_json(
             &http,
             &format!(
@@ -515,8 +627,130 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
         );
     }
 
+    // Error answers of the v4 pull API, Clair's notifier against tocsin, case by case.
+    let clair_callback = peer.hooks.lock().expect("lock")[STEPS - 1].1["callback"]
+        .as_str()
+        .expect("a callback")
+        .to_string();
+    let tocsin_set = format!(
+        "{}/notifier/api/v1/notification/{}",
+        tocsin.base,
+        notification_sets(&http, &tocsin.base).await[0]["id"]
+            .as_str()
+            .expect("an id")
+    );
+    compare_error_answers(&clair_callback, &tocsin_set).await;
+
+    // Clair down: the remaining steps (five on the shared data; three of them affect the
+    // image) land in the matcher's database while Clair is stopped — several update operations
+    // between two polls, which Clair's own notifier would diff only newest against previous.
+    // The fronting tocsin's runs fail (recorded, retried with backoff); once Clair is back,
+    // every operation is mirrored and processed in order, and notifies what tocsin standalone
+    // notifies for the same steps: nothing lost.
+    let down: Vec<&PathBuf> = steps.iter().skip(STEPS).collect();
+    if !down.is_empty() {
+        drop(clair);
+        let fronting_before = signed_sets(&fronting.base).await.len();
+        let standalone_before = notification_sets(&http, &tocsin.base).await.len();
+        for (k, step) in down.iter().enumerate() {
+            import(STEPS + k, step);
+            run_cli(&[
+                "--config",
+                &cfg,
+                "feed",
+                "import",
+                "osv/debian",
+                step.to_str().expect("path"),
+            ])
+            .success();
+        }
+        let failed = eventually(Duration::from_secs(60), "a failed run is recorded", || {
+            let base = fronting.base.clone();
+            async move {
+                let u = get_json(&signed(), &format!("{base}/api/v1/updaters")).await;
+                u["clair"]["last_error"].as_str().map(str::to_string)
+            }
+        })
+        .await;
+        eprintln!("Clair down: {failed}");
+        assert_eq!(
+            signed_sets(&fronting.base).await.len(),
+            fronting_before,
+            "nothing is made while Clair is down"
+        );
+        clair = start_clair();
+        eventually(
+            Duration::from_secs(60),
+            "Clair answers again",
+            clair_answers,
+        )
+        .await;
+        // The failed run's backoff is a minute; asking for a run now is what an operator does.
+        let mirrored = eventually(
+            Duration::from_secs(120),
+            "the fronting tocsin catches up",
+            || {
+                let base = fronting.base.clone();
+                async move {
+                    let r = signed()
+                        .post(format!("{base}/api/v1/clair/run"))
+                        .send()
+                        .await
+                        .ok()?;
+                    let status = r.status();
+                    let report: Value = r.json().await.ok()?;
+                    if status != 200 {
+                        eprintln!("POST /api/v1/clair/run: {status}: {report}");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        return None;
+                    }
+                    Some(report)
+                }
+            },
+        )
+        .await;
+        eprintln!("after Clair came back: {mirrored}");
+        // Every Clair operation is mirrored as one of tocsin's (the run above, or a scheduled
+        // one that got there first), and all are processed.
+        let expected = (STEPS + down.len()) as u64;
+        let row = eventually(
+            Duration::from_secs(60),
+            "all mirrored and processed",
+            || {
+                let base = fronting.base.clone();
+                async move {
+                    let u = get_json(&signed(), &format!("{base}/api/v1/updaters")).await;
+                    let row = u["updaters"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| r["name"] == UPDATER)?
+                        .clone();
+                    let done = row["operations"].as_u64() == Some(expected)
+                        && row["processed"].is_string()
+                        && row["processed"] == row["latest"]["ref"];
+                    done.then_some(row)
+                }
+            },
+        )
+        .await;
+        eprintln!("the fronting tocsin's updater: {row}");
+        // Set for set, what tocsin standalone made for the same steps.
+        let standalone = notification_sets(&http, &tocsin.base).await.len() - standalone_before;
+        let fronting_now = signed_sets(&fronting.base).await.len();
+        assert_eq!(
+            fronting_now - fronting_before,
+            standalone,
+            "the fronting tocsin makes a set where tocsin standalone does"
+        );
+        for k in 0..standalone {
+            let ours = fronting_set_facts(&fronting.base, fronting_before + k + 1).await;
+            let theirs = standalone_set_facts(&tocsin.base, standalone_before + k + 1).await;
+            assert_eq!(ours, theirs, "set {k} after Clair came back");
+        }
+    }
+
     // The forward direction after the last step.
-    let clair_report: Value = http
+    let clair_report: Value = signed()
         .get(format!(
             "{base}/matcher/api/v1/vulnerability_report/{manifest}"
         ))
@@ -548,7 +782,187 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
         clair_pairs, tocsin_pairs,
         "the vulnerability reports differ"
     );
+    // Two fronting processes, one database: each set delivered once.
+    let sets = signed_sets(&fronting.base).await.len();
+    eventually(
+        Duration::from_secs(60),
+        "every fronting set is delivered",
+        || {
+            let hooks = Arc::clone(&peer.fronting_hooks);
+            async move { (hooks.lock().expect("lock").len() >= sets).then_some(()) }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered = peer.fronting_hooks.lock().expect("lock").len();
+    eprintln!("two fronting processes: {sets} sets, {delivered} webhooks");
+    assert_eq!(delivered, sets, "a set delivered twice, or not at all");
     tocsin.terminate();
+    fronting.terminate();
+    fronting_b.terminate();
+    drop(clair);
+}
+
+/// Status, error `code` and Content-Type of one answer; the body is read leniently, as Clair
+/// aborts the connection after an error body (no final chunk).
+async fn answer(method: reqwest::Method, url: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut req = signed().request(method, url);
+    if let Some(a) = accept {
+        req = req.header(reqwest::header::ACCEPT, a);
+    }
+    let mut r = req.send().await.expect("a request");
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = r.chunk().await {
+        body.extend_from_slice(&chunk);
+    }
+    let code = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (status, code, ct)
+}
+
+/// The pull API's error answers, Clair's notifier (`clair`: a notification URL it serves) beside
+/// tocsin (`tocsin`: one of its own): equal, except where Clair is known to be wrong — each such
+/// case states what both answer (docs/clair-differences.md).
+async fn compare_error_answers(clair: &str, tocsin: &str) {
+    use reqwest::Method;
+    let base = |u: &str| {
+        u.rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .expect("a URL")
+    };
+    let (cb, tb) = (base(clair), base(tocsin));
+    let unknown = "8d3f2c1a-0000-4000-8000-000000000001";
+    // (what, method, suffix (`{id}` = the set), Accept, Clair's and tocsin's (status, code)
+    // when they differ on purpose)
+    type Case = (
+        &'static str,
+        Method,
+        &'static str,
+        Option<&'static str>,
+        Option<((u16, &'static str), (u16, &'static str))>,
+    );
+    let cases: Vec<Case> = vec![
+        ("id not a UUID", Method::GET, "not-a-uuid", None, None),
+        (
+            "page_size not an integer",
+            Method::GET,
+            "{id}?page_size=x",
+            None,
+            None,
+        ),
+        ("next not a UUID", Method::GET, "{id}?next=x", None, None),
+        (
+            "negative page_size",
+            Method::GET,
+            "{id}?page_size=-1",
+            None,
+            Some(((500, "internal-error"), (400, "bad-request"))),
+        ),
+        (
+            "unknown id",
+            Method::GET,
+            unknown,
+            None,
+            Some(((200, ""), (404, "not-found"))),
+        ),
+        (
+            "DELETE, id not a UUID",
+            Method::DELETE,
+            "not-a-uuid",
+            None,
+            None,
+        ),
+        (
+            "DELETE, unknown id",
+            Method::DELETE,
+            unknown,
+            None,
+            Some(((500, "internal-error"), (404, "not-found"))),
+        ),
+        ("POST", Method::POST, "{id}", None, None),
+        ("PUT", Method::PUT, "{id}", None, None),
+    ];
+    for (what, method, suffix, accept, differs) in cases {
+        let path = |b: &str, own: &str| match suffix {
+            s if s.starts_with("{id}") => format!("{own}{}", &s[4..]),
+            s => format!("{b}/{s}"),
+        };
+        let c = answer(method.clone(), &path(&cb, clair), accept).await;
+        let t = answer(method.clone(), &path(&tb, tocsin), accept).await;
+        eprintln!(
+            "error answer, {what}: Clair {} {:?}, tocsin {} {:?}",
+            c.0, c.1, t.0, t.1
+        );
+        match differs {
+            None => {
+                assert_eq!((c.0, &c.1), (t.0, &t.1), "{what}: status and code");
+                if c.0 >= 400 {
+                    assert!(
+                        c.2.starts_with("application/json"),
+                        "{what}: Clair's {}",
+                        c.2
+                    );
+                    assert!(
+                        t.2.starts_with("application/json"),
+                        "{what}: tocsin's {}",
+                        t.2
+                    );
+                }
+            }
+            Some((clair_says, tocsin_says)) => {
+                assert_eq!(
+                    (c.0, c.1.as_str()),
+                    clair_says,
+                    "{what}: Clair's known answer"
+                );
+                assert_eq!((t.0, t.1.as_str()), tocsin_says, "{what}: tocsin's answer");
+            }
+        }
+    }
+}
+
+/// The facts of tocsin standalone's `n`th notification set (oldest first).
+async fn standalone_set_facts(base: &str, n: usize) -> BTreeSet<(String, String, String, String)> {
+    let http = client();
+    let mut sets = notification_sets(&http, base).await;
+    sets.sort_by_key(|s| s["created_at"].as_str().unwrap_or("").to_string());
+    let id = sets[n - 1]["id"].as_str().expect("a set id").to_string();
+    facts(&http, &format!("{base}/notifier/api/v1/notification/{id}")).await
+}
+
+/// The fronting tocsin's notification sets (its API checks the PSK).
+async fn signed_sets(base: &str) -> Vec<Value> {
+    notification_sets(&signed(), base).await
+}
+
+/// The facts of the fronting tocsin's `n`th notification set, once it has `n`.
+async fn fronting_set_facts(base: &str, n: usize) -> BTreeSet<(String, String, String, String)> {
+    let sets = eventually(
+        Duration::from_secs(120),
+        "the fronting tocsin makes its set",
+        || async move {
+            let sets = signed_sets(base).await;
+            (sets.len() >= n).then_some(sets)
+        },
+    )
+    .await;
+    let mut sets = sets;
+    sets.sort_by_key(|s| s["created_at"].as_str().unwrap_or("").to_string());
+    let id = sets[n - 1]["id"].as_str().expect("a set id").to_string();
+    facts(
+        &signed(),
+        &format!("{base}/notifier/api/v1/notification/{id}"),
+    )
+    .await
 }
 
 /// (manifest, reason, advisory, package) of every entry of a v4 notification, paging through it.

@@ -37,12 +37,14 @@
 //! No crate does conditional, resumable-by-lease feed following; the HTTP is reqwest's.
 #![deny(missing_docs)]
 
+mod clair;
 mod config;
 mod error;
 mod http;
 mod run;
 mod state;
 
+pub use clair::{Clair, ClairConfig, ClairFollower, ClairReport, Gap, Mirrored, CLAIR_SOURCE};
 pub use config::{FetchOptions, Location, SourceKind, SourceSpec, UpdatersConfig, OSV_BASE};
 pub use error::UpdaterError;
 pub use run::{Events, Outcome, RunEvent, RunReport, SourceStatus, Updaters};

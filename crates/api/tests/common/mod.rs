@@ -67,6 +67,7 @@ impl TestApp {
             uploads: Default::default(),
             limits: o.limits.unwrap_or_default(),
             updaters: None,
+            clair: None,
         });
         TestApp {
             router,

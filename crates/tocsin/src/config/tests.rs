@@ -1147,6 +1147,7 @@ auth:
 notifier:
   connstring: \"postgres://clair:hunter2-pg@db/n\"
   indexer_addr: \"http://idx:hunter2-indexer@indexer:6060/\"
+  matcher_addr: \"http://mat:hunter2-matcher@matcher:6060/\"
   webhook:
     target: \"https://quay:hunter2-target@quay/secscan/notify\"
     callback: \"http://tocsin:hunter2-callback@tocsin:6060/notifier/api/v1/notification/\"
@@ -1388,4 +1389,31 @@ tocsin:
     }
     let (message, _) = parse_error("tocsin:\n  updaters:\n    intervall: 1h\n");
     assert!(message.contains("unknown field `intervall`"), "{message}");
+}
+
+#[test]
+fn fronting_a_clair_takes_both_addresses_and_excludes_own_updaters() {
+    let p = problems("notifier:\n  matcher_addr: clair:6060\n");
+    assert!(
+        has_problem(&p, "notifier.indexer_addr", "is needed"),
+        "{p:?}"
+    );
+    let p = problems("notifier:\n  indexer_addr: http://clair:6060/\n");
+    assert!(
+        has_problem(&p, "notifier.matcher_addr", "is needed"),
+        "{p:?}"
+    );
+    let p = problems(
+        "notifier:\n  matcher_addr: clair:6060\n  indexer_addr: clair:6060\n\
+         tocsin:\n  updaters:\n    osv: [Go]\n",
+    );
+    assert!(
+        has_problem(&p, "tocsin.updaters", "fronting a Clair"),
+        "{p:?}"
+    );
+    let (c, _) = ok("notifier:\n  matcher_addr: clair:6060\n  indexer_addr: clair:6060\n");
+    assert_eq!(
+        c.notifier.clair_matcher.as_ref().map(Url::as_str),
+        Some("http://clair:6060/")
+    );
 }

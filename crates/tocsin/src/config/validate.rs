@@ -1226,6 +1226,21 @@ pub(super) fn validate(
         raw_notifier.delivery_interval,
         DEFAULT_DELIVERY_INTERVAL,
     );
+    // Fronting a Clair takes both: the matcher's update operations and the indexer's
+    // affected manifests.
+    match (&clair_indexer, &clair_matcher) {
+        (Some(_), None) => c.problem(
+            "notifier.matcher_addr",
+            "is needed with notifier.indexer_addr: tocsin fronts a Clair through both (its \
+             matcher's update operations, its indexer's affected manifests)",
+        ),
+        (None, Some(_)) => c.problem(
+            "notifier.indexer_addr",
+            "is needed with notifier.matcher_addr: tocsin fronts a Clair through both (its \
+             matcher's update operations, its indexer's affected manifests)",
+        ),
+        _ => {}
+    }
     let notifier = Notifier {
         clair_indexer,
         clair_matcher,
@@ -1299,6 +1314,13 @@ pub(super) fn validate(
     let client_ca = raw_tocsin.tls.take().and_then(|t| non_empty(t.client_ca));
     let tls = server_tls(&mut c, raw.tls, client_ca);
     let tocsin = tocsin(&mut c, raw_tocsin, delivery_interval);
+    if notifier.clair_matcher.is_some() && tocsin.updaters.is_some() {
+        c.problem(
+            "tocsin.updaters",
+            "cannot be used while fronting a Clair (notifier.matcher_addr): the Clair's matcher \
+             is then the vulnerability source, and its indexer decides what is affected",
+        );
+    }
     if let Some(grpc) = &tocsin.grpc_listen_addr {
         // Port 0 asks the system for a free port: two of those never collide.
         if grpc.port != 0

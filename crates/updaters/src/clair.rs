@@ -1,0 +1,809 @@
+//! Fronting a Clair: tocsin in place of Clair's notifier (`notifier.matcher_addr`,
+//! `notifier.indexer_addr`).
+//!
+//! Clair's notifier polls the matcher for each updater's newest update operation and diffs it
+//! against the operation before it *in the matcher*: operations created between two polls are
+//! never notified one by one, and when the one before was garbage-collected its changes are
+//! lost or notified as "everything added". tocsin instead **mirrors** every update operation
+//! Clair retains into its own store, in order: each is the previous mirrored operation's
+//! vulnerabilities with the matcher's update diff applied, or, when that previous operation is
+//! no longer retained (or the diff does not apply), the operation's whole content (an update
+//! diff without `prev`). Mirrored operations are then processed like any other — diffed against
+//! the last operation tocsin processed, committed exactly once across crashes and processes —
+//! with the manifests each vulnerability affects taken from Clair's indexer
+//! ([`Clair::affectedness`]). So a Clair that is down or slow delays notifications but never
+//! loses a change, and tocsin having fallen behind Clair's retention (`update_retention`) is
+//! reported ([`Gap`], a warn log line, `tocsin_clair_retention_gaps_total`) while the changes
+//! are still found by tocsin's own diff.
+//!
+//! The calls are Clair's notifier's (`clair:notifier/poller.go`, `processor.go`): the newest
+//! operations with `If-None-Match` on the matcher's ETag, all retained operations, update diffs,
+//! and the indexer's affected-manifest lookup in chunks of 1000; signed with a PSK JWT (issuer
+//! `clair-intraservice`) when `auth.psk` is set. Every call has a connect timeout, a whole-call
+//! timeout, a size bound and retries with backoff ([`FetchOptions`]).
+//!
+//! No crate speaks Clair's internal matcher and indexer API; the HTTP is reqwest's.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, ETAG, IF_NONE_MATCH};
+use reqwest::{Method, StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tocsin_deliver::jwt::{PskSigner, INTRASERVICE_ISSUER};
+use tocsin_deliver::PskKey;
+use tocsin_engine::{AffectedManifests, Engine, Guard, Processed};
+use tocsin_model::claircore::{self, UpdateOperation};
+use tocsin_model::vuln::{Addressed, Affected, VulnId, Vulnerability};
+use tocsin_model::Digest;
+use tocsin_store::{ImportOutcome, SourceRun, StoreError};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::FetchOptions;
+use crate::http::{Http, Reply};
+use crate::run::{failure_backoff, follow_schedule};
+use crate::UpdaterError;
+
+/// The followed-source name the Clair mirror's schedule, lease and state are kept under.
+pub const CLAIR_SOURCE: &str = "clair";
+
+/// The prefix of a mirrored operation's fingerprint; the rest is the Clair operation's ref.
+const FINGERPRINT_PREFIX: &str = "clair:";
+
+/// Vulnerabilities per `affected_manifest` request, as Clair's notifier sends them.
+const AFFECTED_CHUNK: usize = 1000;
+
+/// Where the Clair is and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct ClairConfig {
+    /// The matcher's base URL (`notifier.matcher_addr`).
+    pub matcher: Url,
+    /// The indexer's base URL (`notifier.indexer_addr`).
+    pub indexer: Url,
+    /// `auth.psk.key`: requests are signed when set.
+    pub psk: Option<PskKey>,
+    /// How often the matcher is polled (`notifier.poll_interval`).
+    pub poll_interval: Duration,
+    /// Timeouts, retries and size bound of every call.
+    pub fetch: FetchOptions,
+    /// How long a run holds the mirror's lease before another process may take it over.
+    pub lease: Duration,
+}
+
+impl ClairConfig {
+    /// The matcher's address as logs and status pages show it (password hidden).
+    pub fn shown_matcher(&self) -> String {
+        tocsin_deliver::redact_url(self.matcher.as_str())
+    }
+
+    /// The indexer's address as logs and status pages show it (password hidden).
+    pub fn shown_indexer(&self) -> String {
+        tocsin_deliver::redact_url(self.indexer.as_str())
+    }
+}
+
+/// A Clair's matcher and indexer, as tocsin calls them.
+#[derive(Debug)]
+pub struct Clair {
+    http: Http,
+    matcher: Url,
+    indexer: Url,
+    signer: Option<PskSigner>,
+    config: ClairConfig,
+}
+
+/// One `update_diff` answer.
+#[derive(Debug, Deserialize)]
+struct Diff {
+    #[serde(default)]
+    added: Option<Vec<claircore::Vulnerability>>,
+    #[serde(default)]
+    removed: Option<Vec<claircore::Vulnerability>>,
+}
+
+/// One `affected_manifest` answer (the vulnerabilities it echoes are not needed).
+#[derive(Debug, Deserialize)]
+struct AffectedAnswer {
+    #[serde(default)]
+    vulnerable_manifests: BTreeMap<String, Vec<String>>,
+}
+
+/// Update operations by updater, newest first, as the matcher lists them.
+type Operations = BTreeMap<String, Vec<UpdateOperation>>;
+
+impl Clair {
+    /// A client for the Clair `config` names.
+    pub fn new(config: ClairConfig) -> Result<Arc<Clair>, UpdaterError> {
+        Ok(Arc::new(Clair {
+            http: Http::new(config.fetch)?,
+            matcher: config.matcher.clone(),
+            indexer: config.indexer.clone(),
+            signer: config
+                .psk
+                .as_ref()
+                .map(|k| PskSigner::with_issuer(k, INTRASERVICE_ISSUER)),
+            config,
+        }))
+    }
+
+    /// The affectedness source the engine processes mirrored operations with.
+    pub fn affectedness(self: &Arc<Self>) -> Arc<dyn AffectedManifests> {
+        Arc::clone(self) as Arc<dyn AffectedManifests>
+    }
+
+    fn url(base: &Url, path: &str) -> Result<Url, UpdaterError> {
+        base.join(path).map_err(|e| UpdaterError::Clair {
+            what: format!("building the URL of {path} on {base}"),
+            message: e.to_string(),
+        })
+    }
+
+    /// One call, signed afresh on every attempt.
+    async fn call(
+        &self,
+        method: Method,
+        url: &Url,
+        extra: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + Sync),
+        requests: &mut u32,
+    ) -> Result<Reply, UpdaterError> {
+        let sign = |b: reqwest::RequestBuilder| {
+            let b = extra(b);
+            match self.signer.as_ref().map(PskSigner::sign) {
+                Some(Ok(token)) => b.header(AUTHORIZATION, format!("Bearer {token}")),
+                Some(Err(e)) => {
+                    // HS256 over a key already decoded does not fail; Clair would then
+                    // answer 401, which says more than a panic.
+                    tracing::warn!(error = %e, "signing a request to Clair");
+                    b
+                }
+                None => b,
+            }
+        };
+        self.http
+            .call(
+                method,
+                url,
+                &sign,
+                self.config.fetch.max_download_size,
+                requests,
+            )
+            .await
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(what: &str, r: &Reply) -> Result<T, UpdaterError> {
+        serde_json::from_slice(&r.body).map_err(|e| UpdaterError::Clair {
+            what: what.to_string(),
+            message: format!("the answer is not what Clair sends: {e}"),
+        })
+    }
+
+    /// The newest operation of every updater, unless the matcher's ETag is still `etag`
+    /// (`None`): (new ETag, operations).
+    async fn latest(
+        &self,
+        etag: Option<&str>,
+        requests: &mut u32,
+    ) -> Result<Option<(Option<String>, Operations)>, UpdaterError> {
+        let mut url = Self::url(&self.matcher, "/matcher/api/v1/internal/update_operation")?;
+        url.set_query(Some("kind=vulnerability&latest=true"));
+        let etag_header = etag.and_then(|e| HeaderValue::from_str(e).ok());
+        let reply = self
+            .call(
+                Method::GET,
+                &url,
+                &|b| match &etag_header {
+                    Some(v) => b.header(IF_NONE_MATCH, v.clone()),
+                    None => b,
+                },
+                requests,
+            )
+            .await?;
+        if reply.status == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let etag = reply
+            .headers
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Some((
+            etag,
+            Self::decode("the newest update operations", &reply)?,
+        )))
+    }
+
+    /// Every retained operation of every updater, newest first.
+    async fn operations(&self, requests: &mut u32) -> Result<Operations, UpdaterError> {
+        let mut url = Self::url(&self.matcher, "/matcher/api/v1/internal/update_operation")?;
+        url.set_query(Some("kind=vulnerability"));
+        let reply = self.call(Method::GET, &url, &|b| b, requests).await?;
+        Self::decode("the update operations", &reply)
+    }
+
+    /// `cur`'s changes since `prev`, or its whole content when `prev` is `None`.
+    async fn diff(
+        &self,
+        cur: &str,
+        prev: Option<&str>,
+        requests: &mut u32,
+    ) -> Result<Diff, UpdaterError> {
+        let mut url = Self::url(&self.matcher, "/matcher/api/v1/internal/update_diff")?;
+        match prev {
+            Some(p) => url
+                .query_pairs_mut()
+                .append_pair("cur", cur)
+                .append_pair("prev", p),
+            None => url.query_pairs_mut().append_pair("cur", cur),
+        };
+        let reply = self.call(Method::GET, &url, &|b| b, requests).await?;
+        Self::decode(&format!("the update diff of {cur}"), &reply)
+    }
+
+    /// The manifests each of `vulns` affects, by the indexer.
+    async fn affected_manifests(
+        &self,
+        vulns: &[&Vulnerability],
+    ) -> Result<Vec<Vec<Digest>>, UpdaterError> {
+        let url = Self::url(&self.indexer, "/indexer/api/v1/internal/affected_manifest/")?;
+        let mut out = vec![Vec::new(); vulns.len()];
+        let mut requests = 0;
+        for (chunk_no, chunk) in vulns.chunks(AFFECTED_CHUNK).enumerate() {
+            let base = chunk_no * AFFECTED_CHUNK;
+            let body: Vec<claircore::Vulnerability> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| to_clair(v, &(base + i).to_string()))
+                .collect();
+            let body = serde_json::to_vec(&serde_json::json!({ "vulnerabilities": body }))
+                .map_err(|e| UpdaterError::Clair {
+                    what: "encoding an affected-manifest request".into(),
+                    message: e.to_string(),
+                })?;
+            let reply = self
+                .call(
+                    Method::POST,
+                    &url,
+                    &|b| {
+                        b.header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body.clone())
+                    },
+                    &mut requests,
+                )
+                .await?;
+            let answer: AffectedAnswer = Self::decode("the affected manifests", &reply)?;
+            for (digest, ids) in answer.vulnerable_manifests {
+                let d = Digest::parse(&digest).map_err(|e| UpdaterError::Clair {
+                    what: "the affected manifests".into(),
+                    message: format!("{digest:?} is not a digest: {e}"),
+                })?;
+                for id in ids {
+                    let slot = id
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|i| (base..base + chunk.len()).contains(i))
+                        .ok_or_else(|| UpdaterError::Clair {
+                            what: "the affected manifests".into(),
+                            message: format!("names vulnerability {id:?}, which was not asked"),
+                        })?;
+                    out[slot].push(d.clone());
+                }
+            }
+        }
+        metrics::counter!("tocsin_clair_requests_total", "call" => "affected_manifest")
+            .increment(u64::from(requests));
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl AffectedManifests for Clair {
+    async fn affected(&self, vulns: &[&Vulnerability]) -> Result<Vec<Vec<Digest>>, String> {
+        self.affected_manifests(vulns)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A vulnerability as the indexer's lookup wants it: Clair's own fields, the package's
+/// architecture included (the matchers compare it under `arch_op`).
+fn to_clair(v: &Vulnerability, id: &str) -> claircore::Vulnerability {
+    let mut c = v.to_claircore(id);
+    if let (Affected::Claircore { arch, .. }, Some(p)) = (&v.affected, c.package.as_mut()) {
+        p.arch = arch.clone();
+    }
+    c
+}
+
+/// Which of Clair's operations of one updater to mirror, oldest first, and from what.
+#[derive(Debug, PartialEq, Eq)]
+struct Plan {
+    /// Clair refs to mirror, oldest first.
+    todo: Vec<String>,
+    /// The Clair ref tocsin's latest operation mirrors, when Clair still retains it (the first
+    /// diff's `prev`).
+    base: Option<String>,
+    /// tocsin's latest mirrored ref, when Clair no longer retains it.
+    gap: Option<String>,
+}
+
+/// Plans one updater: `retained` newest first, `mirrored` the Clair ref of tocsin's latest
+/// operation of that updater (`None` when it has none, or its latest was not mirrored from
+/// Clair). With nothing mirrored yet, only the newest operation is (as Clair's notifier
+/// starts); when the mirrored one is gone from Clair, every retained operation is, the oldest
+/// from its whole content.
+fn plan(retained: &[String], mirrored: Option<&str>) -> Plan {
+    let Some(mark) = mirrored else {
+        return Plan {
+            todo: retained.first().cloned().into_iter().collect(),
+            base: None,
+            gap: None,
+        };
+    };
+    match retained.iter().position(|r| r == mark) {
+        Some(i) => Plan {
+            todo: retained[..i].iter().rev().cloned().collect(),
+            base: Some(mark.to_string()),
+            gap: None,
+        },
+        None => Plan {
+            todo: retained.iter().rev().cloned().collect(),
+            base: None,
+            gap: Some(mark.to_string()),
+        },
+    }
+}
+
+/// The Clair ref a tocsin operation mirrors, from its fingerprint.
+fn mirrored_ref(op: &UpdateOperation) -> Option<&str> {
+    op.fingerprint.strip_prefix(FINGERPRINT_PREFIX)
+}
+
+/// An operation mirrored by a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Mirrored {
+    /// The updater.
+    pub updater: String,
+    /// Clair's operation.
+    pub clair: String,
+    /// tocsin's operation.
+    pub operation: String,
+    /// `diff` (the previous mirrored operation plus the update diff) or `full`.
+    pub mode: &'static str,
+    /// Vulnerabilities in it.
+    pub vulnerabilities: usize,
+}
+
+/// tocsin's newest mirrored operation was no longer retained by Clair: operations between it
+/// and `resumed_from` were never seen one by one (their changes are in the first diff after).
+#[derive(Clone, Debug, Serialize)]
+pub struct Gap {
+    /// The updater.
+    pub updater: String,
+    /// The Clair operation tocsin mirrored last.
+    pub missing: String,
+    /// Clair's oldest retained operation, mirrored from its whole content.
+    pub resumed_from: String,
+}
+
+/// What one run of the mirror did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClairReport {
+    /// `not_modified` (the matcher's ETag held), `up_to_date` or `mirrored`.
+    pub outcome: &'static str,
+    /// Operations mirrored, oldest first per updater.
+    pub mirrored: Vec<Mirrored>,
+    /// Updaters tocsin had fallen behind Clair's retention on.
+    pub gaps: Vec<Gap>,
+    /// Operations processed (the mirrored ones, and any left from an earlier failed pass).
+    #[serde(skip)]
+    pub processed: Vec<Processed>,
+    /// Requests to the matcher (retries included); the indexer's are counted in the metric.
+    pub requests: u32,
+    /// How long the run took.
+    #[serde(with = "secs")]
+    pub elapsed: Duration,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// The mirror's own state, kept with its schedule in the store.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Memory {
+    /// The matcher's ETag after the last complete run.
+    #[serde(default)]
+    etag: Option<String>,
+    /// The last gap found, for status pages.
+    #[serde(default)]
+    last_gap: Option<(String, String, String)>,
+}
+
+impl Memory {
+    fn parse(text: &str) -> Memory {
+        serde_json::from_str(text).unwrap_or_default()
+    }
+}
+
+/// Mirrors a Clair's update operations into tocsin on the poll interval (see the module doc).
+pub struct ClairFollower {
+    engine: Arc<Engine>,
+    clair: Arc<Clair>,
+    holder: Uuid,
+    running: tokio::sync::Mutex<()>,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+impl ClairFollower {
+    /// Mirrors `clair` into `engine` (whose affectedness source should be
+    /// [`Clair::affectedness`]).
+    pub fn new(engine: Arc<Engine>, clair: Arc<Clair>) -> ClairFollower {
+        ClairFollower {
+            engine,
+            clair,
+            holder: Uuid::new_v4(),
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The Clair followed.
+    pub fn clair(&self) -> &ClairConfig {
+        &self.clair.config
+    }
+
+    /// Runs now, whatever the schedule, unless another run holds the mirror
+    /// ([`UpdaterError::Busy`]).
+    pub async fn run_now(&self) -> Result<ClairReport, UpdaterError> {
+        match self.run(false).await? {
+            Some(r) => Ok(r),
+            None => Err(UpdaterError::Busy {
+                name: CLAIR_SOURCE.into(),
+                why: "another run (in this or another process) holds it".into(),
+            }),
+        }
+    }
+
+    async fn run(&self, due_only: bool) -> Result<Option<ClairReport>, UpdaterError> {
+        let Ok(_local) = self.running.try_lock() else {
+            return Ok(None);
+        };
+        let started = now();
+        let store = self.engine.store();
+        let interval = self.clair.config.poll_interval;
+        let Some(claimed) = store
+            .claim_source(
+                CLAIR_SOURCE,
+                self.holder,
+                started,
+                self.clair.config.lease,
+                due_only,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let clock = Instant::now();
+        let mut memory = Memory::parse(&claimed.state);
+        let mut requests = 0;
+        let mut gaps = Vec::new();
+        let mirrored = self.mirror(&mut memory, &mut requests, &mut gaps).await;
+        // Processing runs whatever mirroring did: an operation mirrored by an earlier run whose
+        // processing failed (Clair's indexer down) is still pending.
+        let result = match mirrored {
+            Ok(m) => match self.engine.process_pending().await {
+                Ok(p) => Ok((m, p)),
+                Err(e) => Err(UpdaterError::Engine(e)),
+            },
+            Err(e) => Err(e),
+        };
+        let elapsed = clock.elapsed();
+        let failures = claimed.failures.saturating_add(1);
+        let next_run = match &result {
+            Ok(_) => started + interval,
+            Err(_) => now() + failure_backoff(failures, interval),
+        };
+        let run = SourceRun {
+            started,
+            outcome: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            state: result
+                .as_ref()
+                .ok()
+                .and_then(|_| serde_json::to_string(&memory).ok()),
+            next_run,
+        };
+        match store
+            .finish_source_run(CLAIR_SOURCE, self.holder, &run)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(why)) => {
+                tracing::warn!(%why, "the Clair mirror's lease was lost during the run; another process took it over")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        metrics::counter!("tocsin_clair_requests_total", "call" => "matcher")
+            .increment(u64::from(requests));
+        match result {
+            Ok((mirrored, processed)) => {
+                let outcome = match &mirrored {
+                    None => "not_modified",
+                    Some(m) if m.is_empty() => "up_to_date",
+                    Some(_) => "mirrored",
+                };
+                metrics::counter!("tocsin_clair_runs_total", "outcome" => outcome).increment(1);
+                metrics::gauge!("tocsin_clair_last_success_timestamp_seconds")
+                    .set(started.unix_timestamp() as f64);
+                let report = ClairReport {
+                    outcome,
+                    mirrored: mirrored.unwrap_or_default(),
+                    gaps,
+                    processed,
+                    requests,
+                    elapsed,
+                };
+                tracing::info!(
+                    outcome,
+                    mirrored = report.mirrored.len(),
+                    processed = report.processed.len(),
+                    gaps = report.gaps.len(),
+                    requests,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    next_run = %next_run,
+                    "Clair mirror run"
+                );
+                Ok(Some(report))
+            }
+            Err(e) => {
+                metrics::counter!("tocsin_clair_runs_total", "outcome" => "failed").increment(1);
+                tracing::warn!(error = %e, failures, next_run = %next_run, "Clair mirror run failed; what was mirrored is kept and the rest is tried again");
+                Err(e)
+            }
+        }
+    }
+
+    /// Mirrors every operation tocsin lacks: `None` when the matcher's ETag held.
+    async fn mirror(
+        &self,
+        memory: &mut Memory,
+        requests: &mut u32,
+        gaps: &mut Vec<Gap>,
+    ) -> Result<Option<Vec<Mirrored>>, UpdaterError> {
+        let Some((etag, newest)) = self.clair.latest(memory.etag.as_deref(), requests).await?
+        else {
+            return Ok(None);
+        };
+        let mine: HashMap<String, UpdateOperation> = self
+            .engine
+            .store()
+            .updaters()
+            .await?
+            .into_iter()
+            .filter_map(|u| u.latest.map(|l| (u.name, l)))
+            .collect();
+        let behind = newest.iter().any(|(updater, ops)| {
+            ops.first().is_some_and(|newest| {
+                mine.get(updater).and_then(mirrored_ref) != Some(newest.reference.as_str())
+            })
+        });
+        let mut done = Vec::new();
+        if behind {
+            let all = self.clair.operations(requests).await?;
+            for (updater, ops) in &all {
+                let retained: Vec<String> = ops.iter().map(|o| o.reference.clone()).collect();
+                let latest = mine.get(updater);
+                let plan = plan(&retained, latest.and_then(mirrored_ref));
+                if let Some(missing) = &plan.gap {
+                    let resumed_from = plan.todo.first().cloned().unwrap_or_default();
+                    tracing::warn!(
+                        updater,
+                        missing,
+                        resumed_from,
+                        "tocsin fell behind Clair's retention of update operations \
+                         (matcher.update_retention): operations after the last one mirrored \
+                         were garbage-collected by Clair; they are not notified one by one, \
+                         but their changes are, in the next diff against tocsin's own copy"
+                    );
+                    metrics::counter!("tocsin_clair_retention_gaps_total", "updater" => updater.clone())
+                        .increment(1);
+                    memory.last_gap =
+                        Some((updater.clone(), missing.clone(), resumed_from.clone()));
+                    gaps.push(Gap {
+                        updater: updater.clone(),
+                        missing: missing.clone(),
+                        resumed_from,
+                    });
+                }
+                let mut base = plan.base.zip(latest.map(|l| l.reference.clone()));
+                for cur in plan.todo {
+                    let m = self
+                        .mirror_one(updater, &cur, base.as_ref(), requests)
+                        .await?;
+                    base = Some((cur, m.operation.clone()));
+                    done.push(m);
+                }
+            }
+        }
+        memory.etag = etag;
+        Ok(Some(done))
+    }
+
+    /// Mirrors Clair operation `cur` of `updater`; `base` is (Clair ref, tocsin ref) of the
+    /// previous mirrored operation when Clair still retains it.
+    async fn mirror_one(
+        &self,
+        updater: &str,
+        cur: &str,
+        base: Option<&(String, String)>,
+        requests: &mut u32,
+    ) -> Result<Mirrored, UpdaterError> {
+        let mut mode = "full";
+        let mut vulns = None;
+        if let Some((prev, mine)) = base {
+            let diff = self.clair.diff(cur, Some(prev), requests).await?;
+            match self.apply(updater, mine, diff).await? {
+                Ok(v) => {
+                    mode = "diff";
+                    vulns = Some(v);
+                }
+                Err(why) => tracing::warn!(
+                    updater,
+                    cur,
+                    prev,
+                    why,
+                    "Clair's update diff does not apply to tocsin's copy; reading the whole operation"
+                ),
+            }
+        }
+        let vulns = match vulns {
+            Some(v) => v,
+            None => {
+                let diff = self.clair.diff(cur, None, requests).await?;
+                convert(updater, diff.added.unwrap_or_default())?
+                    .into_values()
+                    .collect()
+            }
+        };
+        let n = vulns.len();
+        let outcome = self
+            .engine
+            .import_with(
+                updater,
+                &format!("{FINGERPRINT_PREFIX}{cur}"),
+                &vulns,
+                Guard::Skip,
+            )
+            .await?;
+        let op = match outcome {
+            ImportOutcome::Created(op) | ImportOutcome::Unchanged(op) => op,
+            ImportOutcome::Held(h) => h.operation,
+        };
+        tracing::info!(updater, clair = cur, operation = %op.reference, mode, vulnerabilities = n, "Clair update operation mirrored");
+        Ok(Mirrored {
+            updater: updater.to_string(),
+            clair: cur.to_string(),
+            operation: op.reference,
+            mode,
+            vulnerabilities: n,
+        })
+    }
+
+    /// tocsin's operation `mine` with `diff` applied, or why it does not apply (a removed
+    /// vulnerability tocsin's copy does not hold).
+    async fn apply(
+        &self,
+        updater: &str,
+        mine: &str,
+        diff: Diff,
+    ) -> Result<Result<Vec<Addressed>, String>, UpdaterError> {
+        let op = Uuid::parse_str(mine).map_err(|e| UpdaterError::Clair {
+            what: format!("tocsin's operation {mine}"),
+            message: e.to_string(),
+        })?;
+        let store = self.engine.store();
+        let ids = store.operation_vulnerabilities(op).await?;
+        let mut current: HashMap<VulnId, Vulnerability> =
+            store.vulnerabilities(&ids).await?.into_iter().collect();
+        for (id, _) in convert(updater, diff.removed.unwrap_or_default())? {
+            if current.remove(&id).is_none() {
+                return Ok(Err(format!(
+                    "removed vulnerability {id} is not in tocsin's operation {mine}"
+                )));
+            }
+        }
+        let mut out: HashMap<VulnId, Addressed> = current
+            .into_values()
+            .map(|v| {
+                let a = Addressed::new(v);
+                (a.id().clone(), a)
+            })
+            .collect();
+        out.extend(convert(updater, diff.added.unwrap_or_default())?);
+        Ok(Ok(out.into_values().collect()))
+    }
+
+    /// Runs on the poll interval until `stop`, sharing the schedule with other processes
+    /// through the store.
+    pub async fn follow(self: Arc<Self>, stop: CancellationToken) {
+        let store = Arc::clone(self.engine.store());
+        follow_schedule(&store, CLAIR_SOURCE, stop, || async {
+            // A failure is logged and recorded; the schedule says when to try again.
+            let _ = self.run(true).await;
+        })
+        .await
+    }
+}
+
+/// Clair's vulnerabilities as tocsin's, by content address (Clair rows that differ only in
+/// fields tocsin does not keep become one).
+fn convert(
+    updater: &str,
+    vulns: Vec<claircore::Vulnerability>,
+) -> Result<HashMap<VulnId, Addressed>, UpdaterError> {
+    let mut out = HashMap::with_capacity(vulns.len());
+    for (i, mut v) in vulns.into_iter().enumerate() {
+        // The diff's rows carry the matcher's updater name; a mismatch would be Clair's bug,
+        // and the operation belongs to `updater` whatever a row says.
+        v.updater = updater.to_string();
+        let a = Addressed::new(tocsin_feeds::from_clair(updater, i, v)?);
+        out.insert(a.id().clone(), a);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(r: &[&str]) -> Vec<String> {
+        r.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_first_contact_mirrors_only_the_newest() {
+        let p = plan(&refs(&["c", "b", "a"]), None);
+        assert_eq!(p.todo, refs(&["c"]));
+        assert_eq!((p.base, p.gap), (None, None));
+        assert!(plan(&[], None).todo.is_empty());
+    }
+
+    #[test]
+    fn every_newer_operation_is_mirrored_in_order_from_the_mark() {
+        let p = plan(&refs(&["d", "c", "b", "a"]), Some("b"));
+        assert_eq!(p.todo, refs(&["c", "d"]));
+        assert_eq!(p.base.as_deref(), Some("b"));
+        assert_eq!(p.gap, None);
+        let p = plan(&refs(&["d", "c"]), Some("d"));
+        assert!(p.todo.is_empty());
+    }
+
+    #[test]
+    fn a_collected_mark_is_a_gap_and_every_retained_operation_is_mirrored() {
+        let p = plan(&refs(&["d", "c"]), Some("a"));
+        assert_eq!(p.todo, refs(&["c", "d"]));
+        assert_eq!(p.base, None);
+        assert_eq!(p.gap.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn only_mirrored_operations_have_a_clair_ref() {
+        let op = |fp: &str| UpdateOperation {
+            reference: "x".into(),
+            updater: "u".into(),
+            fingerprint: fp.into(),
+            date: String::new(),
+            kind: String::new(),
+        };
+        assert_eq!(mirrored_ref(&op("clair:abc")), Some("abc"));
+        assert_eq!(mirrored_ref(&op("sha256:abc")), None);
+    }
+}
