@@ -113,6 +113,20 @@ for i in range(len(claircore)):
 for v in claircore:
     seed("claircore_json", json.dumps([v]))
 
+# --- A Clair's answers to tocsin fronting it (update operations, update diffs, affected manifests)
+seed("clair_answers", json.dumps({"debian/updater": [
+    {"ref": "a4c8f1de-2b7b-4a5f-9d8c-0e6e2f0e4a11", "updater": "debian/updater",
+     "fingerprint": "Tue, 01 Nov 2022 00:00:00 GMT", "date": "2022-11-01T00:00:00.123456Z", "kind": ""}],
+    "osv/pypi": []}))
+for i in range(len(claircore)):
+    seed("clair_answers", json.dumps({
+        "prev": {"ref": "00000000-0000-0000-0000-000000000000", "updater": "", "fingerprint": "", "date": "0001-01-01T00:00:00Z", "kind": ""},
+        "cur": {"ref": "a4c8f1de-2b7b-4a5f-9d8c-0e6e2f0e4a11", "updater": "debian/updater", "fingerprint": "", "date": "2022-11-01T00:00:00Z", "kind": ""},
+        "added": claircore[i:], "removed": claircore[:i] or None}))
+seed("clair_answers", json.dumps({"vulnerabilities": {"3": claircore[0]},
+    "vulnerable_manifests": {"sha256:" + "ab" * 32: ["3", "4"], "sha256:" + "cd" * 32: ["39"]}}))
+seed("clair_answers", json.dumps({"vulnerable_manifests": {"sha256:" + "ab" * 32: ["41"]}}))
+
 # --- OSV arrays ------------------------------------------------------------------------------
 for k in range(0, len(small_json), 5):
     records = [json.loads(read(p)) for p in small_json[k:k + 5]]

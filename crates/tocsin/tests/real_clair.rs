@@ -374,10 +374,8 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     // given local ones: empty maps, as nothing here is a Red Hat image.
     let map = dir.path().join("empty-mapping.json");
     std::fs::write(&map, r#"{"data":{}}"#).expect("mapping file");
-    std::fs::write(
-        &config,
-        format!(
-            "http_listen_addr: 127.0.0.1:{port}\nintrospection_addr: 127.0.0.1:{intro}\n\
+    let clair_yaml = format!(
+        "http_listen_addr: 127.0.0.1:{port}\nintrospection_addr: 127.0.0.1:{intro}\n\
              log_level: info\nindexer:\n  connstring: {:?}\n  migrations: true\n  airgap: true\n\
              \x20 scanner:\n    repo:\n      rhel-repository-scanner:\n        \
              repo2cpe_mapping_file: {map:?}\n    package:\n      rhel_containerscanner:\n        \
@@ -388,12 +386,11 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
              target: http://{peer_addr}/hook\n    \
              callback: http://127.0.0.1:{port}/notifier/api/v1/notification/\n\
              auth:\n  psk:\n    key: {PSK}\n    iss: [quay]\n",
-            indexer_db.connstring(),
-            matcher_db.connstring(),
-            notifier_db.connstring()
-        ),
-    )
-    .expect("config");
+        indexer_db.connstring(),
+        matcher_db.connstring(),
+        notifier_db.connstring()
+    );
+    std::fs::write(&config, &clair_yaml).expect("config");
     let start_clair = || {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -641,19 +638,44 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     );
     compare_error_answers(&clair_callback, &tocsin_set).await;
 
-    // Clair down: the remaining steps (five on the shared data; three of them affect the
-    // image) land in the matcher's database while Clair is stopped — several update operations
-    // between two polls, which Clair's own notifier would diff only newest against previous.
-    // The fronting tocsin's runs fail (recorded, retried with backoff); once Clair is back,
-    // every operation is mirrored and processed in order, and notifies what tocsin standalone
-    // notifies for the same steps: nothing lost.
-    let down: Vec<&PathBuf> = steps.iter().skip(STEPS).collect();
-    if !down.is_empty() {
+    // Clair down, twice. The remaining steps (five on the shared data; three affect the image)
+    // land in the matcher's database while Clair is stopped — several update operations between
+    // two polls, which Clair's own notifier would diff only newest against previous. The
+    // fronting tocsin's runs fail (recorded, retried with backoff); once Clair is back, every
+    // operation is mirrored and processed in order, making the sets tocsin standalone makes for
+    // the same steps: nothing lost.
+    // The second time Clair comes back with `update_retention: 2`, and its start-up garbage
+    // collection drops the operation the fronting tocsin mirrored last: tocsin reports the gap,
+    // reads Clair's oldest retained operation whole and diffs it against its own copy — still
+    // the same sets.
+    let rest: Vec<&PathBuf> = steps.iter().skip(STEPS).collect();
+    let split = rest.len().min(3);
+    let phases = [(0..split, false), (split..rest.len(), true)];
+    let mut imported = STEPS;
+    for (range, collect) in phases {
+        let down = &rest[range];
+        if down.is_empty() {
+            continue;
+        }
         drop(clair);
+        let updaters = get_json(&signed(), &format!("{}/api/v1/updaters", fronting.base)).await;
+        let row = |u: &Value| {
+            u["updaters"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["name"] == UPDATER).cloned())
+                .unwrap_or_default()
+        };
+        let mark = row(&updaters)["latest"]["fingerprint"]
+            .as_str()
+            .and_then(|f| f.strip_prefix("clair:"))
+            .expect("a mirrored operation")
+            .to_string();
+        let previous_error = updaters["clair"]["last_error_at"].clone();
         let fronting_before = signed_sets(&fronting.base).await.len();
         let standalone_before = notification_sets(&http, &tocsin.base).await.len();
-        for (k, step) in down.iter().enumerate() {
-            import(STEPS + k, step);
+        for step in down {
+            import(imported, step);
+            imported += 1;
             run_cli(&[
                 "--config",
                 &cfg,
@@ -665,10 +687,12 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             .success();
         }
         let failed = eventually(Duration::from_secs(60), "a failed run is recorded", || {
-            let base = fronting.base.clone();
+            let (base, previous) = (fronting.base.clone(), previous_error.clone());
             async move {
                 let u = get_json(&signed(), &format!("{base}/api/v1/updaters")).await;
-                u["clair"]["last_error"].as_str().map(str::to_string)
+                (u["clair"]["last_error_at"] != previous)
+                    .then(|| u["clair"]["last_error"].as_str().map(str::to_string))
+                    .flatten()
             }
         })
         .await;
@@ -678,6 +702,14 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             fronting_before,
             "nothing is made while Clair is down"
         );
+        if collect {
+            let retained = clair_yaml.replace(
+                "disable_updaters: true\n",
+                "disable_updaters: true\n  update_retention: 2\n",
+            );
+            assert_ne!(retained, clair_yaml);
+            std::fs::write(&config, retained).expect("config");
+        }
         clair = start_clair();
         eventually(
             Duration::from_secs(60),
@@ -685,6 +717,22 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             clair_answers,
         )
         .await;
+        if collect {
+            // Clair collects at start-up, in the background: wait for it, so that the fronting
+            // tocsin's next run surely finds its last mirrored operation gone.
+            eventually(Duration::from_secs(60), "Clair's garbage collection", || {
+                let base = base.clone();
+                async move {
+                    let ops = get_json(
+                        &signed(),
+                        &format!("{base}/matcher/api/v1/internal/update_operation?kind=vulnerability"),
+                    )
+                    .await;
+                    (ops[UPDATER].as_array().map_or(0, Vec::len) <= 2).then_some(())
+                }
+            })
+            .await;
+        }
         // The failed run's backoff is a minute; asking for a run now is what an operator does.
         let mirrored = eventually(
             Duration::from_secs(120),
@@ -712,31 +760,41 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
         eprintln!("after Clair came back: {mirrored}");
         // Every Clair operation is mirrored as one of tocsin's (the run above, or a scheduled
         // one that got there first), and all are processed.
-        let expected = (STEPS + down.len()) as u64;
-        let row = eventually(
+        let expected = imported as u64;
+        let now = eventually(
             Duration::from_secs(60),
             "all mirrored and processed",
             || {
                 let base = fronting.base.clone();
                 async move {
                     let u = get_json(&signed(), &format!("{base}/api/v1/updaters")).await;
-                    let row = u["updaters"]
-                        .as_array()?
-                        .iter()
-                        .find(|r| r["name"] == UPDATER)?
-                        .clone();
-                    let done = row["operations"].as_u64() == Some(expected)
-                        && row["processed"].is_string()
-                        && row["processed"] == row["latest"]["ref"];
-                    done.then_some(row)
+                    let r = row(&u);
+                    let done = r["operations"].as_u64() == Some(expected)
+                        && r["processed"].is_string()
+                        && r["processed"] == r["latest"]["ref"];
+                    done.then_some(u)
                 }
             },
         )
         .await;
-        eprintln!("the fronting tocsin's updater: {row}");
+        eprintln!("the fronting tocsin's updater: {}", row(&now));
+        let gap = &now["clair"]["last_gap"];
+        if collect {
+            assert_eq!(gap["updater"], UPDATER, "the gap is reported: {now}");
+            assert_eq!(gap["missing"], mark.as_str(), "{now}");
+        } else {
+            assert!(gap.is_null(), "no gap yet: {now}");
+        }
         // Set for set, what tocsin standalone made for the same steps.
         let standalone = notification_sets(&http, &tocsin.base).await.len() - standalone_before;
         let fronting_now = signed_sets(&fronting.base).await.len();
+        eprintln!(
+            "{} steps while Clair was down{}: tocsin standalone made {standalone} sets, the \
+             fronting tocsin {}",
+            down.len(),
+            if collect { ", then collected" } else { "" },
+            fronting_now - fronting_before
+        );
         assert_eq!(
             fronting_now - fronting_before,
             standalone,

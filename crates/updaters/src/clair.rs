@@ -111,7 +111,68 @@ struct AffectedAnswer {
 }
 
 /// Update operations by updater, newest first, as the matcher lists them.
-type Operations = BTreeMap<String, Vec<UpdateOperation>>;
+pub type Operations = BTreeMap<String, Vec<UpdateOperation>>;
+
+/// The decoders of a Clair's answers: pure, and public for the fuzz targets. Each answer is
+/// already bounded in size when it arrives (`max_download_size`); serde_json keeps its
+/// recursion limit.
+pub mod answers {
+    use super::*;
+
+    fn bad(what: &str, e: impl std::fmt::Display) -> UpdaterError {
+        UpdaterError::Clair {
+            what: what.to_string(),
+            message: format!("the answer is not what Clair sends: {e}"),
+        }
+    }
+
+    /// `update_operation`: operations by updater, newest first.
+    pub fn operations(body: &[u8]) -> Result<Operations, UpdaterError> {
+        serde_json::from_slice(body).map_err(|e| bad("the update operations", e))
+    }
+
+    /// `update_diff` of an operation of `updater`: (added, removed) as tocsin's vulnerabilities.
+    pub fn diff(updater: &str, body: &[u8]) -> Result<Changes, UpdaterError> {
+        let d: Diff = serde_json::from_slice(body).map_err(|e| bad("an update diff", e))?;
+        Ok((
+            convert(updater, d.added.unwrap_or_default())?,
+            convert(updater, d.removed.unwrap_or_default())?,
+        ))
+    }
+
+    /// `affected_manifest` for the vulnerabilities numbered `asked` (their ids in the
+    /// request): (vulnerability number, manifest) pairs. A number that was not asked, or a
+    /// manifest that is not a digest, is an error.
+    pub fn affected(
+        body: &[u8],
+        asked: std::ops::Range<usize>,
+    ) -> Result<Vec<(usize, Digest)>, UpdaterError> {
+        let what = "the affected manifests";
+        let answer: AffectedAnswer = serde_json::from_slice(body).map_err(|e| bad(what, e))?;
+        let mut out = Vec::new();
+        for (digest, ids) in answer.vulnerable_manifests {
+            let d = Digest::parse(&digest).map_err(|e| UpdaterError::Clair {
+                what: what.into(),
+                message: format!("{digest:?} is not a digest: {e}"),
+            })?;
+            for id in ids {
+                let n = id
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| asked.contains(i))
+                    .ok_or_else(|| UpdaterError::Clair {
+                        what: what.into(),
+                        message: format!("names vulnerability {id:?}, which was not asked"),
+                    })?;
+                out.push((n, d.clone()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An update diff as tocsin's vulnerabilities: (added, removed), by content address.
+pub type Changes = (HashMap<VulnId, Addressed>, HashMap<VulnId, Addressed>);
 
 impl Clair {
     /// A client for the Clair `config` names.
@@ -172,13 +233,6 @@ impl Clair {
             .await
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(what: &str, r: &Reply) -> Result<T, UpdaterError> {
-        serde_json::from_slice(&r.body).map_err(|e| UpdaterError::Clair {
-            what: what.to_string(),
-            message: format!("the answer is not what Clair sends: {e}"),
-        })
-    }
-
     /// The newest operation of every updater, unless the matcher's ETag is still `etag`
     /// (`None`): (new ETag, operations).
     async fn latest(
@@ -208,10 +262,7 @@ impl Clair {
             .get(ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        Ok(Some((
-            etag,
-            Self::decode("the newest update operations", &reply)?,
-        )))
+        Ok(Some((etag, answers::operations(&reply.body)?)))
     }
 
     /// Every retained operation of every updater, newest first.
@@ -219,16 +270,17 @@ impl Clair {
         let mut url = Self::url(&self.matcher, "/matcher/api/v1/internal/update_operation")?;
         url.set_query(Some("kind=vulnerability"));
         let reply = self.call(Method::GET, &url, &|b| b, requests).await?;
-        Self::decode("the update operations", &reply)
+        answers::operations(&reply.body)
     }
 
     /// `cur`'s changes since `prev`, or its whole content when `prev` is `None`.
     async fn diff(
         &self,
+        updater: &str,
         cur: &str,
         prev: Option<&str>,
         requests: &mut u32,
-    ) -> Result<Diff, UpdaterError> {
+    ) -> Result<Changes, UpdaterError> {
         let mut url = Self::url(&self.matcher, "/matcher/api/v1/internal/update_diff")?;
         match prev {
             Some(p) => url
@@ -238,7 +290,7 @@ impl Clair {
             None => url.query_pairs_mut().append_pair("cur", cur),
         };
         let reply = self.call(Method::GET, &url, &|b| b, requests).await?;
-        Self::decode(&format!("the update diff of {cur}"), &reply)
+        answers::diff(updater, &reply.body)
     }
 
     /// The manifests each of `vulns` affects, by the indexer.
@@ -272,23 +324,8 @@ impl Clair {
                     &mut requests,
                 )
                 .await?;
-            let answer: AffectedAnswer = Self::decode("the affected manifests", &reply)?;
-            for (digest, ids) in answer.vulnerable_manifests {
-                let d = Digest::parse(&digest).map_err(|e| UpdaterError::Clair {
-                    what: "the affected manifests".into(),
-                    message: format!("{digest:?} is not a digest: {e}"),
-                })?;
-                for id in ids {
-                    let slot = id
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|i| (base..base + chunk.len()).contains(i))
-                        .ok_or_else(|| UpdaterError::Clair {
-                            what: "the affected manifests".into(),
-                            message: format!("names vulnerability {id:?}, which was not asked"),
-                        })?;
-                    out[slot].push(d.clone());
-                }
+            for (slot, d) in answers::affected(&reply.body, base..base + chunk.len())? {
+                out[slot].push(d);
             }
         }
         metrics::counter!("tocsin_clair_requests_total", "call" => "affected_manifest")
@@ -649,8 +686,8 @@ impl ClairFollower {
         let mut mode = "full";
         let mut vulns = None;
         if let Some((prev, mine)) = base {
-            let diff = self.clair.diff(cur, Some(prev), requests).await?;
-            match self.apply(updater, mine, diff).await? {
+            let diff = self.clair.diff(updater, cur, Some(prev), requests).await?;
+            match self.apply(mine, diff).await? {
                 Ok(v) => {
                     mode = "diff";
                     vulns = Some(v);
@@ -667,10 +704,8 @@ impl ClairFollower {
         let vulns = match vulns {
             Some(v) => v,
             None => {
-                let diff = self.clair.diff(cur, None, requests).await?;
-                convert(updater, diff.added.unwrap_or_default())?
-                    .into_values()
-                    .collect()
+                let (added, _) = self.clair.diff(updater, cur, None, requests).await?;
+                added.into_values().collect()
             }
         };
         let n = vulns.len();
@@ -701,9 +736,8 @@ impl ClairFollower {
     /// vulnerability tocsin's copy does not hold).
     async fn apply(
         &self,
-        updater: &str,
         mine: &str,
-        diff: Diff,
+        (added, removed): Changes,
     ) -> Result<Result<Vec<Addressed>, String>, UpdaterError> {
         let op = Uuid::parse_str(mine).map_err(|e| UpdaterError::Clair {
             what: format!("tocsin's operation {mine}"),
@@ -713,7 +747,7 @@ impl ClairFollower {
         let ids = store.operation_vulnerabilities(op).await?;
         let mut current: HashMap<VulnId, Vulnerability> =
             store.vulnerabilities(&ids).await?.into_iter().collect();
-        for (id, _) in convert(updater, diff.removed.unwrap_or_default())? {
+        for id in removed.into_keys() {
             if current.remove(&id).is_none() {
                 return Ok(Err(format!(
                     "removed vulnerability {id} is not in tocsin's operation {mine}"
@@ -727,7 +761,7 @@ impl ClairFollower {
                 (a.id().clone(), a)
             })
             .collect();
-        out.extend(convert(updater, diff.added.unwrap_or_default())?);
+        out.extend(added);
         Ok(Ok(out.into_values().collect()))
     }
 

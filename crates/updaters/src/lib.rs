@@ -44,7 +44,10 @@ mod http;
 mod run;
 mod state;
 
-pub use clair::{Clair, ClairConfig, ClairFollower, ClairReport, Gap, Mirrored, CLAIR_SOURCE};
+pub use clair::{
+    answers as clair_answers, Clair, ClairConfig, ClairFollower, ClairReport, Gap, Mirrored,
+    CLAIR_SOURCE,
+};
 pub use config::{FetchOptions, Location, SourceKind, SourceSpec, UpdatersConfig, OSV_BASE};
 pub use error::UpdaterError;
 pub use run::{Events, Outcome, RunEvent, RunReport, SourceStatus, Updaters};
