@@ -1048,3 +1048,419 @@ async fn facts(http: &reqwest::Client, url: &str) -> BTreeSet<(String, String, S
         }
     }
 }
+
+/// One request a notifier made to Clair, as the recording proxy saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: std::time::Instant,
+    path: String,
+    status: u16,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    http: reqwest::Client,
+    matcher: String,
+    indexer: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// Forwards a notifier's call to Clair's matcher or indexer, recording when it was answered.
+async fn forward(State(p): State<Proxy>, req: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let upstream = if path.starts_with("/indexer/") {
+        &p.indexer
+    } else {
+        &p.matcher
+    };
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), usize::MAX).await else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let mut out = p.http.request(method, format!("{upstream}{path}")).body(body);
+    for (k, v) in &headers {
+        if k != axum::http::header::HOST && k != axum::http::header::CONTENT_LENGTH {
+            out = out.header(k, v);
+        }
+    }
+    let Ok(r) = out.send().await else {
+        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = r.status();
+    let mut back = axum::http::HeaderMap::new();
+    for (k, v) in r.headers() {
+        if k != reqwest::header::TRANSFER_ENCODING && k != reqwest::header::CONTENT_LENGTH {
+            back.insert(k.clone(), v.clone());
+        }
+    }
+    let bytes = r.bytes().await.unwrap_or_default();
+    p.seen.lock().expect("lock").push(Seen {
+        at: std::time::Instant::now(),
+        path,
+        status: status.as_u16(),
+    });
+    (status, back, bytes).into_response()
+}
+
+/// Starts a recording proxy in front of Clair's matcher and indexer; its base URL.
+async fn start_proxy(p: Proxy) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().fallback(forward).with_state(p);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// CPU seconds (user + system) a process has used so far, and its peak resident set (KiB).
+fn cpu_and_peak(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    (ticks / 100.0, peak)
+}
+
+#[derive(Clone, Default)]
+struct Hooks {
+    clair: Arc<Mutex<Vec<(std::time::Instant, Value)>>>,
+    tocsin: Arc<Mutex<Vec<(std::time::Instant, Value)>>>,
+}
+
+async fn bench_hook_clair(State(h): State<Hooks>, body: axum::body::Bytes) -> &'static str {
+    if let Ok(v) = serde_json::from_slice(&body) {
+        h.clair.lock().expect("lock").push((std::time::Instant::now(), v));
+    }
+    "ok"
+}
+
+async fn bench_hook_tocsin(State(h): State<Hooks>, body: axum::body::Bytes) -> &'static str {
+    if let Ok(v) = serde_json::from_slice(&body) {
+        h.tocsin.lock().expect("lock").push((std::time::Instant::now(), v));
+    }
+    "ok"
+}
+
+/// Every entry of a v4 notification, paged `page_size` at a time: (entries, seconds).
+async fn page_all(url: &str, page_size: usize) -> (usize, f64) {
+    let http = client();
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    let mut next: Option<String> = None;
+    loop {
+        let mut u = format!("{url}?page_size={page_size}");
+        if let Some(t) = &next {
+            u.push_str(&format!("&next={t}"));
+        }
+        let page = get_json(&http, &u).await;
+        n += page["notifications"].as_array().map_or(0, Vec::len);
+        match page["page"]["next"].as_str() {
+            Some(t) => next = Some(t.to_string()),
+            None => return (n, started.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+/// The speed comparison of BENCHMARKS.md ("Clair's notifier and tocsin, side by side"): Clair
+/// v4.9.0 as three processes (indexer, matcher, notifier) and tocsin fronting the same indexer
+/// and matcher, both polling every minute (Clair's shortest); a fleet of
+/// `TOCSIN_CLAIR_BENCH_MANIFESTS` images (default 1000) indexed by Clair, each the real Debian 10
+/// image's packages plus a layer of its own; then one real feed update (the first Debian step)
+/// imported with clairctl. Printed per notifier: from the poll that saw the update to its
+/// webhook, from the import to the webhook, CPU seconds and peak memory of the notifier
+/// process, and paging the whole notification. Figures, never assertions on time: run it with
+/// `cargo test --release -p tocsin --test real_clair -- --ignored --nocapture speed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: minutes of indexing; run by hand, figures in BENCHMARKS.md"]
+async fn speed_beside_clairs_notifier() {
+    let manifests: usize = std::env::var("TOCSIN_CLAIR_BENCH_MANIFESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let Some(data) = shared_data() else { return };
+    let Some(bin) = clair_bin() else { return };
+    let (Some(indexer_db), Some(matcher_db), Some(notifier_db)) = (
+        throwaway_database().await,
+        throwaway_database().await,
+        throwaway_database().await,
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Layers and webhooks.
+    let peer = Peer::default();
+    let hooks = Hooks::default();
+    let report: Value = serde_json::from_slice(&read(
+        &data.join("inventories/clair/indexreport-buster-jackson-databind.json"),
+    ))
+    .expect("an IndexReport");
+    let base_layer = layer(&status_from_report(&report));
+    let base_hex = hex::encode(sha2::Sha256::digest(&base_layer));
+    peer.blobs
+        .lock()
+        .expect("lock")
+        .insert(base_hex.clone(), base_layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let peer_addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new()
+        .route("/blob/{hex}", get(blob))
+        .with_state(peer.clone())
+        .merge(
+            axum::Router::new()
+                .route("/clair-hook", post(bench_hook_clair))
+                .route("/tocsin-hook", post(bench_hook_tocsin))
+                .with_state(hooks.clone()),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Clair as three processes, so that its notifier's CPU and memory are its own.
+    let (iport, mport, nport) = (free_port(), free_port(), free_port());
+    let map = dir.path().join("empty-mapping.json");
+    std::fs::write(&map, r#"{"data":{}}"#).expect("mapping file");
+    let clair_http = client();
+    let proxy_clair = Proxy {
+        http: clair_http.clone(),
+        matcher: format!("http://127.0.0.1:{mport}"),
+        indexer: format!("http://127.0.0.1:{iport}"),
+        seen: Default::default(),
+    };
+    let proxy_tocsin = Proxy {
+        seen: Default::default(),
+        ..proxy_clair.clone()
+    };
+    let (via_clair, via_tocsin) = (
+        start_proxy(proxy_clair.clone()).await,
+        start_proxy(proxy_tocsin.clone()).await,
+    );
+    let common = format!(
+        "log_level: warn\nindexer:\n  connstring: {:?}\n  migrations: true\n  airgap: true\n\
+         \x20 scanner:\n    repo:\n      rhel-repository-scanner:\n        \
+         repo2cpe_mapping_file: {map:?}\n    package:\n      rhel_containerscanner:\n        \
+         name2repos_mapping_file: {map:?}\n\
+         matcher:\n  connstring: {:?}\n  migrations: true\n  disable_updaters: true\n  \
+         indexer_addr: http://127.0.0.1:{iport}/\n\
+         notifier:\n  connstring: {:?}\n  migrations: true\n  poll_interval: 1m\n  \
+         delivery_interval: 1m\n  disable_summary: true\n  \
+         indexer_addr: {via_clair}/\n  matcher_addr: {via_clair}/\n  webhook:\n    \
+         target: http://{peer_addr}/clair-hook\n    \
+         callback: http://127.0.0.1:{nport}/notifier/api/v1/notification/\n",
+        indexer_db.connstring(),
+        matcher_db.connstring(),
+        notifier_db.connstring()
+    );
+    let start = |mode: &str, port: u16| {
+        let config = dir.path().join(format!("clair-{mode}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "http_listen_addr: 127.0.0.1:{port}\nintrospection_addr: 127.0.0.1:{}\n{common}",
+                free_port()
+            ),
+        )
+        .expect("config");
+        let log = std::fs::File::create(dir.path().join(format!("clair-{mode}.log"))).expect("log");
+        Killed(
+            Command::new(bin.join("clair"))
+                .args(["-conf", config.to_str().expect("path"), "-mode", mode])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("starting clair"),
+        )
+    };
+    let _indexer = start("indexer", iport);
+    let _matcher = start("matcher", mport);
+    for (what, port) in [("indexer", iport), ("matcher", mport)] {
+        eventually(Duration::from_secs(60), what, || {
+            let http = clair_http.clone();
+            async move {
+                let r = http
+                    .get(format!("http://127.0.0.1:{port}/robots.txt"))
+                    .send()
+                    .await
+                    .ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+    }
+
+    // The fleet, indexed through Clair's API: the base layer once, a small layer per image.
+    let started = std::time::Instant::now();
+    for i in 0..manifests {
+        let mut tar = tar::Builder::new(Vec::new());
+        let text = format!("image {i}\n");
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(text.len() as u64);
+        h.set_mtime(1_600_000_000);
+        tar.append_data(&mut h, format!("srv/image-{i}.txt"), text.as_bytes())
+            .expect("tar entry");
+        let own = tar.into_inner().expect("tar");
+        let own_hex = hex::encode(sha2::Sha256::digest(&own));
+        peer.blobs.lock().expect("lock").insert(own_hex.clone(), own);
+        let manifest = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(format!("bench image {i}").as_bytes()))
+        );
+        let layer_of = |hex: &str| {
+            json!({"hash": format!("sha256:{hex}"),
+                "uri": format!("http://{peer_addr}/blob/{hex}"), "headers": {}})
+        };
+        let r = clair_http
+            .post(format!("http://127.0.0.1:{iport}/indexer/api/v1/index_report"))
+            .json(&json!({"hash": manifest, "layers": [layer_of(&base_hex), layer_of(&own_hex)]}))
+            .send()
+            .await
+            .expect("index_report");
+        assert_eq!(r.status(), 201, "indexing image {i}");
+    }
+    let indexing = started.elapsed().as_secs_f64();
+    eprintln!("Clair indexed {manifests} images in {indexing:.1} s");
+
+    // The two notifiers, started together.
+    let notifier = start("notifier", nport);
+    let tport = free_port();
+    let mut spec = ConfigSpec::new(tport, &dir.path().join("tocsin"));
+    spec.disable_summary = true;
+    spec.webhook = Some(format!("http://{peer_addr}/tocsin-hook"));
+    spec.notifier = vec![
+        ("matcher_addr".into(), format!("{via_tocsin}/")),
+        ("indexer_addr".into(), format!("{via_tocsin}/")),
+        ("poll_interval".into(), "1m".into()),
+    ];
+    // tocsin's defaults, not the test harness's quick intervals: the CPU figure is a service's.
+    let yaml = spec
+        .yaml()
+        .replace("  process_interval: 200ms\n", "")
+        .replace("  delivery:\n    initial_backoff: 100ms\n    max_backoff: 1s\n", "");
+    let tconfig = dir.path().join("t.yaml");
+    std::fs::write(&tconfig, yaml).expect("config");
+    let mut tocsin = Server::start(&tconfig, tport, &dir.path().join("tocsin.log"), &[]);
+    tocsin.ready().await;
+    let tocsin_pid = tocsin.pid().expect("tocsin's pid");
+    let clair_pid = notifier.0.id();
+    eventually(Duration::from_secs(60), "Clair's notifier", || {
+        let http = clair_http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{nport}/robots.txt"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    // Let both settle (first polls, empty matcher), then measure from here.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = (cpu_and_peak(clair_pid), cpu_and_peak(tocsin_pid));
+
+    // One real feed update: the first Debian step.
+    let config = dir.path().join("clair-matcher.yaml");
+    let step = &tocsin_testdata::snapshots(&data, "debian")[0];
+    let records = tocsin_testdata::osv_mirror::read_records(step).expect("records");
+    let (jsonl, lines) = clair_import(&records);
+    let file = dir.path().join("step.jsonl");
+    std::fs::write(&file, jsonl).expect("jsonl");
+    let out = Command::new(bin.join("clairctl"))
+        .args(["--config", config.to_str().expect("path"), "import-updaters"])
+        .arg(&file)
+        .output()
+        .expect("clairctl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let imported = std::time::Instant::now();
+
+    let hook = |which: Arc<Mutex<Vec<(std::time::Instant, Value)>>>| async move {
+        eventually(Duration::from_secs(300), "a webhook", || {
+            let which = Arc::clone(&which);
+            async move { which.lock().expect("lock").first().cloned() }
+        })
+        .await
+    };
+    let (clair_at, clair_body) = hook(Arc::clone(&hooks.clair)).await;
+    let (tocsin_at, tocsin_body) = hook(Arc::clone(&hooks.tocsin)).await;
+    let saw = |seen: &Arc<Mutex<Vec<Seen>>>| {
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .find(|s| s.at >= imported && s.status == 200 && s.path.contains("latest=true"))
+            .map(|s| s.at)
+            .expect("the poll that saw the update")
+    };
+    let (clair_poll, tocsin_poll) = (saw(&proxy_clair.seen), saw(&proxy_tocsin.seen));
+    let callback = |b: &Value| b["callback"].as_str().expect("a callback").to_string();
+    let (clair_entries, clair_paging) = page_all(&callback(&clair_body), 1000).await;
+    let (tocsin_entries, tocsin_paging) = page_all(&callback(&tocsin_body), 1000).await;
+    let after = (cpu_and_peak(clair_pid), cpu_and_peak(tocsin_pid));
+    let secs = |a: std::time::Instant, b: std::time::Instant| a.duration_since(b).as_secs_f64();
+    let calls = |seen: &Arc<Mutex<Vec<Seen>>>, what: &str| {
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| s.at >= imported && s.path.contains(what))
+            .count()
+    };
+    eprintln!(
+        "fleet: {manifests} images indexed by Clair v4.9.0; update: {} ({lines} claircore \
+         vulnerabilities)",
+        step.display()
+    );
+    for (name, poll, at, entries, paging, cpu0, cpu1, seen) in [
+        (
+            "Clair's notifier",
+            clair_poll,
+            clair_at,
+            clair_entries,
+            clair_paging,
+            before.0,
+            after.0,
+            &proxy_clair.seen,
+        ),
+        (
+            "tocsin fronting",
+            tocsin_poll,
+            tocsin_at,
+            tocsin_entries,
+            tocsin_paging,
+            before.1,
+            after.1,
+            &proxy_tocsin.seen,
+        ),
+    ] {
+        eprintln!(
+            "{name}: poll → webhook {:.3} s; import → webhook {:.3} s; {entries} entries paged \
+             (1000 a page) in {paging:.3} s; CPU {:.2} s; peak RSS {} MiB; calls: {} \
+             update_diff, {} affected_manifest",
+            secs(at, poll),
+            secs(at, imported),
+            cpu1.0 - cpu0.0,
+            cpu1.1 / 1024,
+            calls(seen, "update_diff"),
+            calls(seen, "affected_manifest"),
+        );
+    }
+    tocsin.terminate();
+}

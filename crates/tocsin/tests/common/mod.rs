@@ -294,6 +294,11 @@ impl Server {
     }
 
     /// SIGTERM, then waits for a clean exit (tocsin stops its tasks and closes the store).
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn terminate(&mut self) {
         let Some(mut c) = self.child.take() else {
             return;
