@@ -1083,7 +1083,10 @@ async fn forward(State(p): State<Proxy>, req: axum::extract::Request) -> axum::r
     let Ok(body) = axum::body::to_bytes(req.into_body(), usize::MAX).await else {
         return axum::http::StatusCode::BAD_REQUEST.into_response();
     };
-    let mut out = p.http.request(method, format!("{upstream}{path}")).body(body);
+    let mut out = p
+        .http
+        .request(method, format!("{upstream}{path}"))
+        .body(body);
     for (k, v) in &headers {
         if k != axum::http::header::HOST && k != axum::http::header::CONTENT_LENGTH {
             out = out.header(k, v);
@@ -1148,14 +1151,20 @@ struct Hooks {
 
 async fn bench_hook_clair(State(h): State<Hooks>, body: axum::body::Bytes) -> &'static str {
     if let Ok(v) = serde_json::from_slice(&body) {
-        h.clair.lock().expect("lock").push((std::time::Instant::now(), v));
+        h.clair
+            .lock()
+            .expect("lock")
+            .push((std::time::Instant::now(), v));
     }
     "ok"
 }
 
 async fn bench_hook_tocsin(State(h): State<Hooks>, body: axum::body::Bytes) -> &'static str {
     if let Ok(v) = serde_json::from_slice(&body) {
-        h.tocsin.lock().expect("lock").push((std::time::Instant::now(), v));
+        h.tocsin
+            .lock()
+            .expect("lock")
+            .push((std::time::Instant::now(), v));
     }
     "ok"
 }
@@ -1320,7 +1329,10 @@ async fn speed_beside_clairs_notifier() {
             .expect("tar entry");
         let own = tar.into_inner().expect("tar");
         let own_hex = hex::encode(sha2::Sha256::digest(&own));
-        peer.blobs.lock().expect("lock").insert(own_hex.clone(), own);
+        peer.blobs
+            .lock()
+            .expect("lock")
+            .insert(own_hex.clone(), own);
         let manifest = format!(
             "sha256:{}",
             hex::encode(sha2::Sha256::digest(format!("bench image {i}").as_bytes()))
@@ -1330,7 +1342,9 @@ async fn speed_beside_clairs_notifier() {
                 "uri": format!("http://{peer_addr}/blob/{hex}"), "headers": {}})
         };
         let r = clair_http
-            .post(format!("http://127.0.0.1:{iport}/indexer/api/v1/index_report"))
+            .post(format!(
+                "http://127.0.0.1:{iport}/indexer/api/v1/index_report"
+            ))
             .json(&json!({"hash": manifest, "layers": [layer_of(&base_hex), layer_of(&own_hex)]}))
             .send()
             .await
@@ -1355,7 +1369,10 @@ async fn speed_beside_clairs_notifier() {
     let yaml = spec
         .yaml()
         .replace("  process_interval: 200ms\n", "")
-        .replace("  delivery:\n    initial_backoff: 100ms\n    max_backoff: 1s\n", "");
+        .replace(
+            "  delivery:\n    initial_backoff: 100ms\n    max_backoff: 1s\n",
+            "",
+        );
     let tconfig = dir.path().join("t.yaml");
     std::fs::write(&tconfig, yaml).expect("config");
     let mut tocsin = Server::start(&tconfig, tport, &dir.path().join("tocsin.log"), &[]);
@@ -1386,11 +1403,19 @@ async fn speed_beside_clairs_notifier() {
     let file = dir.path().join("step.jsonl");
     std::fs::write(&file, jsonl).expect("jsonl");
     let out = Command::new(bin.join("clairctl"))
-        .args(["--config", config.to_str().expect("path"), "import-updaters"])
+        .args([
+            "--config",
+            config.to_str().expect("path"),
+            "import-updaters",
+        ])
         .arg(&file)
         .output()
         .expect("clairctl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let imported = std::time::Instant::now();
 
     let hook = |which: Arc<Mutex<Vec<(std::time::Instant, Value)>>>| async move {
