@@ -187,9 +187,7 @@ async fn clair_status(state: &AppState) -> Result<serde_json::Value, ApiError> {
         .find(|s| s.name == tocsin_updaters::CLAIR_SOURCE)
         .unwrap_or_default();
     let memory: serde_json::Value = serde_json::from_str(&s.state).unwrap_or_default();
-    let gap = memory["last_gap"].as_array().map(|g| {
-        serde_json::json!({"updater": g.first(), "missing": g.get(1), "resumed_from": g.get(2)})
-    });
+
     Ok(serde_json::json!({
         "matcher": c.shown_matcher(),
         "indexer": c.shown_indexer(),
@@ -203,7 +201,7 @@ async fn clair_status(state: &AppState) -> Result<serde_json::Value, ApiError> {
         "failures": s.failures,
         "fetching_until": rfc3339(s.lease_until.filter(|t| *t > time::OffsetDateTime::now_utc())),
         "etag": memory["etag"],
-        "last_gap": gap,
+        "last_gap": memory["last_gap"],
     }))
 }
 

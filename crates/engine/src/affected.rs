@@ -59,21 +59,12 @@ pub(crate) async fn changes(
         .iter()
         .map(|ds| ds.iter().filter_map(|d| ids.get(d).copied()).collect())
         .collect();
-    let affected = |id: &Option<VulnId>| {
-        id.as_ref()
-            .and_then(|i| position.get(i))
+    let changes = crate::detect::with_affected(pairs, |id| {
+        position
+            .get(id)
             .map(|&p| sets[p].clone())
             .unwrap_or_default()
-    };
-    let changes = pairs
-        .into_iter()
-        .map(|(old, new)| VulnChange {
-            old_affected: affected(&old),
-            new_affected: affected(&new),
-            old,
-            new,
-        })
-        .collect();
+    });
     let manifests = digests
         .into_iter()
         .enumerate()

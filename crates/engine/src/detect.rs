@@ -38,6 +38,24 @@ pub fn pair_changes(
     Ok(by_identity.into_values().collect())
 }
 
+/// The changes of `pairs`, each version with the manifests `affected` says it affects (an absent
+/// version affects none).
+pub(crate) fn with_affected(
+    pairs: Vec<Pair>,
+    affected: impl Fn(&VulnId) -> ManifestSet,
+) -> Vec<VulnChange> {
+    let of = |id: &Option<VulnId>| id.as_ref().map(&affected).unwrap_or_default();
+    pairs
+        .into_iter()
+        .map(|(old, new)| VulnChange {
+            old_affected: of(&old),
+            new_affected: of(&new),
+            old,
+            new,
+        })
+        .collect()
+}
+
 /// Builds the per-vulnerability changes for paired ids: each version's affected manifests from the
 /// reverse index, and the digest of every manifest named (so the change set reads on its own).
 pub fn changes(
@@ -46,19 +64,10 @@ pub fn changes(
     index: &ManifestIndex,
     digests: &HashMap<u32, Digest>,
 ) -> (Vec<VulnChange>, BTreeMap<u32, Digest>) {
-    let affected = |id: &Option<VulnId>| match id.as_ref().and_then(|i| vulns.get(i)) {
+    let changes = with_affected(pairs, |id| match vulns.get(id) {
         Some(v) => index.affected(v, &CompiledRule::new(&v.affected, &v.package.ecosystem)),
         None => ManifestSet::new(),
-    };
-    let changes: Vec<VulnChange> = pairs
-        .into_iter()
-        .map(|(old, new)| VulnChange {
-            old_affected: affected(&old),
-            new_affected: affected(&new),
-            old,
-            new,
-        })
-        .collect();
+    });
     let mut named = ManifestSet::new();
     for c in &changes {
         named |= &c.old_affected;

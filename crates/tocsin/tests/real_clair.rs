@@ -217,6 +217,29 @@ fn clair_import(records: &[(String, Vec<u8>)]) -> (String, usize) {
     (lines.join("\n") + "\n", n)
 }
 
+/// Loads a snapshot's `Debian:10` entries into Clair's matcher database with `clairctl
+/// import-updaters` (through `file`): one new update operation. Returns the lines imported.
+fn clairctl_import(bin: &Path, config: &Path, step: &Path, file: &Path) -> usize {
+    let records = tocsin_testdata::osv_mirror::read_records(step).expect("records");
+    let (jsonl, lines) = clair_import(&records);
+    std::fs::write(file, jsonl).expect("jsonl");
+    let out = Command::new(bin.join("clairctl"))
+        .args([
+            "--config",
+            config.to_str().expect("path"),
+            "import-updaters",
+        ])
+        .arg(file)
+        .output()
+        .expect("clairctl");
+    assert!(
+        out.status.success(),
+        "clairctl import-updaters: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lines
+}
+
 #[derive(Clone, Default)]
 struct Peer {
     blobs: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>,
@@ -508,25 +531,12 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     // Both through the same update sequence: the Debian cut-offs, step by step.
     let steps = tocsin_testdata::snapshots(&data, "debian");
     let import = |i: usize, step: &Path| {
-        let records = tocsin_testdata::osv_mirror::read_records(step).expect("records");
-        let (jsonl, lines) = clair_import(&records);
-        let file = dir.path().join(format!("debian-{i}.jsonl"));
-        std::fs::write(&file, jsonl).expect("jsonl");
-        let out = Command::new(bin.join("clairctl"))
-            .args([
-                "--config",
-                config.to_str().expect("path"),
-                "import-updaters",
-            ])
-            .arg(&file)
-            .output()
-            .expect("clairctl");
-        assert!(
-            out.status.success(),
-            "clairctl import-updaters: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        lines
+        clairctl_import(
+            &bin,
+            &config,
+            step,
+            &dir.path().join(format!("debian-{i}.jsonl")),
+        )
     };
     for (i, step) in steps.iter().take(STEPS).enumerate() {
         let lines = import(i, step);
@@ -1398,24 +1408,7 @@ async fn speed_beside_clairs_notifier() {
     // One real feed update: the first Debian step.
     let config = dir.path().join("clair-matcher.yaml");
     let step = &tocsin_testdata::snapshots(&data, "debian")[0];
-    let records = tocsin_testdata::osv_mirror::read_records(step).expect("records");
-    let (jsonl, lines) = clair_import(&records);
-    let file = dir.path().join("step.jsonl");
-    std::fs::write(&file, jsonl).expect("jsonl");
-    let out = Command::new(bin.join("clairctl"))
-        .args([
-            "--config",
-            config.to_str().expect("path"),
-            "import-updaters",
-        ])
-        .arg(&file)
-        .output()
-        .expect("clairctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lines = clairctl_import(&bin, &config, step, &dir.path().join("step.jsonl"));
     let imported = std::time::Instant::now();
 
     let hook = |which: Arc<Mutex<Vec<(std::time::Instant, Value)>>>| async move {

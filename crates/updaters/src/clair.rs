@@ -414,7 +414,7 @@ pub struct Mirrored {
 
 /// tocsin's newest mirrored operation was no longer retained by Clair: operations between it
 /// and `resumed_from` were never seen one by one (their changes are in the first diff after).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Gap {
     /// The updater.
     pub updater: String,
@@ -460,7 +460,7 @@ struct Memory {
     etag: Option<String>,
     /// The last gap found, for status pages.
     #[serde(default)]
-    last_gap: Option<(String, String, String)>,
+    last_gap: Option<Gap>,
 }
 
 impl Memory {
@@ -652,13 +652,13 @@ impl ClairFollower {
                     );
                     metrics::counter!("tocsin_clair_retention_gaps_total", "updater" => updater.clone())
                         .increment(1);
-                    memory.last_gap =
-                        Some((updater.clone(), missing.clone(), resumed_from.clone()));
-                    gaps.push(Gap {
+                    let gap = Gap {
                         updater: updater.clone(),
                         missing: missing.clone(),
                         resumed_from,
-                    });
+                    };
+                    memory.last_gap = Some(gap.clone());
+                    gaps.push(gap);
                 }
                 let mut base = plan.base.zip(latest.map(|l| l.reference.clone()));
                 for cur in plan.todo {
