@@ -25,25 +25,24 @@
 //! No crate speaks Clair's internal matcher and indexer API; the HTTP is reqwest's.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION, ETAG, IF_NONE_MATCH};
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tocsin_deliver::jwt::{PskSigner, INTRASERVICE_ISSUER};
 use tocsin_deliver::PskKey;
 use tocsin_engine::{AffectedManifests, Engine, Guard, Processed};
 use tocsin_model::claircore::{self, UpdateOperation};
 use tocsin_model::vuln::{Addressed, Affected, VulnId, Vulnerability};
 use tocsin_model::Digest;
-use tocsin_store::{ImportOutcome, SourceRun, StoreError};
+use tocsin_store::ImportOutcome;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::FetchOptions;
 use crate::http::{Http, Reply};
-use crate::run::{failure_backoff, follow_schedule};
+use crate::run::{follow_schedule, Lease, Leased};
 use crate::UpdaterError;
 
 /// The followed-source name the Clair mirror's schedule, lease and state are kept under.
@@ -477,10 +476,6 @@ pub struct ClairFollower {
     running: tokio::sync::Mutex<()>,
 }
 
-fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
-}
-
 impl ClairFollower {
     /// Mirrors `clair` into `engine` (whose affectedness source should be
     /// [`Clair::affectedness`]).
@@ -514,60 +509,41 @@ impl ClairFollower {
         let Ok(_local) = self.running.try_lock() else {
             return Ok(None);
         };
-        let started = now();
-        let store = self.engine.store();
-        let interval = self.clair.config.poll_interval;
-        let Some(claimed) = store
-            .claim_source(
-                CLAIR_SOURCE,
-                self.holder,
-                started,
-                self.clair.config.lease,
-                due_only,
-            )
+        let lease = Lease {
+            store: self.engine.store().as_ref(),
+            name: CLAIR_SOURCE,
+            holder: self.holder,
+            lease: self.clair.config.lease,
+            interval: self.clair.config.poll_interval,
+        };
+        let mut requests = 0;
+        let mut gaps = Vec::new();
+        let (counted, gapped) = (&mut requests, &mut gaps);
+        let Some(Leased {
+            result,
+            started,
+            elapsed,
+            failures,
+            next_run,
+        }) = lease
+            .run(due_only, move |state| async move {
+                let mut memory = Memory::parse(&state);
+                let mirrored = self.mirror(&mut memory, counted, gapped).await;
+                // Processing runs whatever mirroring did: an operation mirrored by an earlier
+                // run whose processing failed (Clair's indexer down) is still pending.
+                let result = match mirrored {
+                    Ok(m) => match self.engine.process_pending().await {
+                        Ok(p) => Ok((m, p)),
+                        Err(e) => Err(UpdaterError::Engine(e)),
+                    },
+                    Err(e) => Err(e),
+                };
+                (result, serde_json::to_string(&memory).unwrap_or_default())
+            })
             .await?
         else {
             return Ok(None);
         };
-        let clock = Instant::now();
-        let mut memory = Memory::parse(&claimed.state);
-        let mut requests = 0;
-        let mut gaps = Vec::new();
-        let mirrored = self.mirror(&mut memory, &mut requests, &mut gaps).await;
-        // Processing runs whatever mirroring did: an operation mirrored by an earlier run whose
-        // processing failed (Clair's indexer down) is still pending.
-        let result = match mirrored {
-            Ok(m) => match self.engine.process_pending().await {
-                Ok(p) => Ok((m, p)),
-                Err(e) => Err(UpdaterError::Engine(e)),
-            },
-            Err(e) => Err(e),
-        };
-        let elapsed = clock.elapsed();
-        let failures = claimed.failures.saturating_add(1);
-        let next_run = match &result {
-            Ok(_) => started + interval,
-            Err(_) => now() + failure_backoff(failures, interval),
-        };
-        let run = SourceRun {
-            started,
-            outcome: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-            state: result
-                .as_ref()
-                .ok()
-                .and_then(|_| serde_json::to_string(&memory).ok()),
-            next_run,
-        };
-        match store
-            .finish_source_run(CLAIR_SOURCE, self.holder, &run)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::Conflict(why)) => {
-                tracing::warn!(%why, "the Clair mirror's lease was lost during the run; another process took it over")
-            }
-            Err(e) => return Err(e.into()),
-        }
         metrics::counter!("tocsin_clair_requests_total", "call" => "matcher")
             .increment(u64::from(requests));
         match result {

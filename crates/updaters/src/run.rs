@@ -300,40 +300,34 @@ impl Updaters {
                 })
             };
         };
-        let started = now();
-        let store = self.engine.store();
-        let Some(claimed) = store
-            .claim_source(name, self.holder, started, self.config.lease, due_only)
+        let lease = Lease {
+            store: self.engine.store().as_ref(),
+            name,
+            holder: self.holder,
+            lease: self.config.lease,
+            interval: spec.interval,
+        };
+        let mut tally = Tally::default();
+        let (counted, events) = (&mut tally, &events);
+        let Some(Leased {
+            result,
+            started,
+            elapsed,
+            failures,
+            next_run,
+        }) = lease
+            .run(due_only, move |state| async move {
+                let mut memory = SourceMemory::parse(&state);
+                let result = self
+                    .fetch_and_import(spec, &mut memory, counted, events)
+                    .await;
+                (result, memory.to_text())
+            })
             .await?
         else {
             return Ok(None);
         };
-        let clock = Instant::now();
-        let mut memory = SourceMemory::parse(&claimed.state);
-        let mut tally = Tally::default();
-        let result = self
-            .fetch_and_import(spec, &mut memory, &mut tally, &events)
-            .await;
         let Tally { requests, bytes } = tally;
-        let elapsed = clock.elapsed();
-        let failures = claimed.failures.saturating_add(1);
-        let next_run = match &result {
-            Ok(_) => started + spec.interval,
-            Err(_) => now() + failure_backoff(failures, spec.interval),
-        };
-        let run = SourceRun {
-            started,
-            outcome: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-            state: result.as_ref().ok().map(|_| memory.to_text()),
-            next_run,
-        };
-        match store.finish_source_run(name, self.holder, &run).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(why)) => {
-                tracing::warn!(updater = name, %why, "the lease was lost during the run; another process took the source over")
-            }
-            Err(e) => return Err(e.into()),
-        }
         metrics::histogram!("tocsin_updater_fetch_seconds", "updater" => name.to_string())
             .record(elapsed.as_secs_f64());
         metrics::counter!("tocsin_updater_fetched_bytes_total", "updater" => name.to_string())
@@ -987,6 +981,83 @@ pub(crate) async fn follow_schedule<F, Fut>(
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
         }
+    }
+}
+
+/// A source's lease and schedule in the store: what every followed source (a feed, a Clair)
+/// shares around its own work.
+pub(crate) struct Lease<'a> {
+    pub(crate) store: &'a dyn tocsin_store::Store,
+    pub(crate) name: &'a str,
+    pub(crate) holder: Uuid,
+    pub(crate) lease: Duration,
+    pub(crate) interval: Duration,
+}
+
+/// How a leased run went.
+pub(crate) struct Leased<T> {
+    pub(crate) result: Result<T, UpdaterError>,
+    pub(crate) started: OffsetDateTime,
+    pub(crate) elapsed: Duration,
+    /// Consecutive failures, counting this run as one.
+    pub(crate) failures: u32,
+    pub(crate) next_run: OffsetDateTime,
+}
+
+impl Lease<'_> {
+    /// Claims the source (`Ok(None)`: not due when `due_only`, or held by another process), runs
+    /// `work` on its stored state, and records the outcome and next run (the period after the
+    /// start on success, a growing backoff after a failure), keeping the state `work` returns
+    /// only on success. A lease lost during the run is logged: the other holder's record wins.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        due_only: bool,
+        work: F,
+    ) -> Result<Option<Leased<T>>, UpdaterError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = (Result<T, UpdaterError>, String)>,
+    {
+        let started = now();
+        let Some(claimed) = self
+            .store
+            .claim_source(self.name, self.holder, started, self.lease, due_only)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let clock = Instant::now();
+        let (result, state) = work(claimed.state).await;
+        let elapsed = clock.elapsed();
+        let failures = claimed.failures.saturating_add(1);
+        let next_run = match &result {
+            Ok(_) => started + self.interval,
+            Err(_) => now() + failure_backoff(failures, self.interval),
+        };
+        let run = SourceRun {
+            started,
+            outcome: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            state: result.as_ref().ok().map(|_| state),
+            next_run,
+        };
+        match self
+            .store
+            .finish_source_run(self.name, self.holder, &run)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(why)) => {
+                tracing::warn!(source = self.name, %why, "the lease was lost during the run; another process took the source over")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Some(Leased {
+            result,
+            started,
+            elapsed,
+            failures,
+            next_run,
+        }))
     }
 }
 
