@@ -19,13 +19,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   nextest_pid=$!
 fi
 
-# A released Clair v4 (clair, clairctl) for the tests that run a real Clair beside tocsin: built
-# once per machine from the Go module proxy into the user's cache (scripts/clair.sh), in the
-# background; the tests wait for it (they call the same script, which takes a lock).
+# A released Clair v4 (clair, clairctl) for the tests that run a real Clair beside tocsin, and the
+# same Clair built against a newer claircore: built once per machine from the Go module proxy into
+# the user's cache (scripts/clair.sh), in the background; the tests wait for them (they call the
+# same script, which takes a lock).
 clair_log="$(mktemp)"
 clair_pid=
 if command -v go >/dev/null 2>&1; then
-  scripts/clair.sh >"$clair_log" 2>&1 &
+  { scripts/clair.sh && CLAIRCORE_VERSION=v1.5.54 scripts/clair.sh; } >"$clair_log" 2>&1 &
   clair_pid=$!
 fi
 

@@ -1,4 +1,5 @@
-//! A Clair's answers to tocsin fronting it: update operations, update diffs, affected manifests.
+//! A Clair's answers to tocsin fronting it: update operations, update diffs, affected manifests,
+//! vulnerability reports.
 //! Laws: no answer panics; every vulnerability of a diff belongs to the updater asked about and
 //! sits under its own content address; the affected manifests name only the vulnerabilities
 //! asked about.
@@ -18,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Addressed::new(v.vuln().clone()).id(), id, "addresses are stable");
         }
     }
+    let _ = answers::report_pairs(data);
     let asked = 3..40;
     if let Ok(pairs) = answers::affected(data, asked.clone()) {
         for (n, _) in pairs {

@@ -68,6 +68,31 @@ impl TestDatabase {
         let _ = task.await;
     }
 
+    /// Runs `sql` (one or more statements, simple query protocol) and returns the rows of its
+    /// results as text, for tests that read another program's tables (a real Clair's).
+    pub async fn query_text(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let (client, conn) = match tokio_postgres::connect(&self.connstring, NoTls).await {
+            Ok(c) => c,
+            Err(e) => panic!("connecting to test database {}: {e}", self.name),
+        };
+        let task = tokio::spawn(conn);
+        let messages = match client.simple_query(sql).await {
+            Ok(m) => m,
+            Err(e) => panic!("{sql} on test database {}: {e}", self.name),
+        };
+        drop(client);
+        let _ = task.await;
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A store on it, schema migrated.
     pub async fn store(&self) -> PgStore {
         match PgStore::connect(&PgOptions::new(self.connstring.clone(), true)).await {

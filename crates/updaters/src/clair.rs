@@ -22,8 +22,16 @@
 //! `clair-intraservice`) when `auth.psk` is set. Every call has a connect timeout, a whole-call
 //! timeout, a size bound and retries with backoff ([`FetchOptions`]).
 //!
+//! One call is tocsin's own: from claircore v1.5.51 the lookup filters the versions of Go and
+//! npm packages in SQL by the vulnerability's range, and `update_diff` carries no range, so it
+//! answers every manifest holding such a package whatever its version (checked against a real
+//! Clair: 171 Go advisories for an image two of them affect). For those ecosystems tocsin keeps
+//! a manifest only when Clair's own vulnerability report for it (`GET
+//! /matcher/api/v1/vulnerability_report/{digest}`, once per manifest and lookup) names the
+//! advisory for that package ([`CONFIRMED_ECOSYSTEMS`]).
+//!
 //! No crate speaks Clair's internal matcher and indexer API; the HTTP is reqwest's.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +61,11 @@ const FINGERPRINT_PREFIX: &str = "clair:";
 
 /// Vulnerabilities per `affected_manifest` request, as Clair's notifier sends them.
 const AFFECTED_CHUNK: usize = 1000;
+
+/// Ecosystems whose claircore matchers (`gobin`, `nodejs`) are version-authoritative, so that
+/// the affected-manifest lookup, lacking the range, ignores versions (module doc): their
+/// answers are confirmed with Clair's vulnerability report of each manifest.
+pub const CONFIRMED_ECOSYSTEMS: [&str; 2] = ["Go", "npm"];
 
 /// Where the Clair is and how to talk to it.
 #[derive(Clone, Debug)]
@@ -107,6 +120,27 @@ struct Diff {
 struct AffectedAnswer {
     #[serde(default)]
     vulnerable_manifests: BTreeMap<String, Vec<String>>,
+}
+
+/// What tocsin reads of a vulnerability report: its vulnerabilities' names and packages.
+#[derive(Debug, Deserialize)]
+struct ReportAnswer {
+    #[serde(default)]
+    vulnerabilities: Option<HashMap<String, ReportVulnerability>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportVulnerability {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    package: Option<ReportPackage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportPackage {
+    #[serde(default)]
+    name: String,
 }
 
 /// Update operations by updater, newest first, as the matcher lists them.
@@ -167,6 +201,18 @@ pub mod answers {
             }
         }
         Ok(out)
+    }
+
+    /// `vulnerability_report`: the (advisory, package name) pairs it names.
+    pub fn report_pairs(body: &[u8]) -> Result<HashSet<(String, String)>, UpdaterError> {
+        let answer: ReportAnswer =
+            serde_json::from_slice(body).map_err(|e| bad("a vulnerability report", e))?;
+        Ok(answer
+            .vulnerabilities
+            .unwrap_or_default()
+            .into_values()
+            .map(|v| (v.name, v.package.map(|p| p.name).unwrap_or_default()))
+            .collect())
     }
 }
 
@@ -329,7 +375,72 @@ impl Clair {
         }
         metrics::counter!("tocsin_clair_requests_total", "call" => "affected_manifest")
             .increment(u64::from(requests));
+        self.confirm(vulns, &mut out).await?;
         Ok(out)
+    }
+
+    /// Keeps, for the vulnerabilities of [`CONFIRMED_ECOSYSTEMS`], only the manifests whose
+    /// vulnerability report names the advisory for that package; a manifest Clair no longer
+    /// knows (404) is not affected.
+    async fn confirm(
+        &self,
+        vulns: &[&Vulnerability],
+        out: &mut [Vec<Digest>],
+    ) -> Result<(), UpdaterError> {
+        let mut reports: HashMap<Digest, Option<HashSet<(String, String)>>> = HashMap::new();
+        let (mut requests, mut dropped) = (0, 0u64);
+        for (v, manifests) in vulns.iter().zip(out.iter_mut()) {
+            if !CONFIRMED_ECOSYSTEMS.contains(&v.package.ecosystem.as_str()) {
+                continue;
+            }
+            let pair = (v.name.clone(), v.package.name.clone());
+            let mut kept = Vec::with_capacity(manifests.len());
+            for d in std::mem::take(manifests) {
+                if !reports.contains_key(&d) {
+                    let report = self.vulnerability_report(&d, &mut requests).await?;
+                    reports.insert(d.clone(), report);
+                }
+                if reports
+                    .get(&d)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|pairs| pairs.contains(&pair))
+                {
+                    kept.push(d);
+                } else {
+                    dropped += 1;
+                }
+            }
+            *manifests = kept;
+        }
+        if requests > 0 {
+            metrics::counter!("tocsin_clair_requests_total", "call" => "vulnerability_report")
+                .increment(u64::from(requests));
+            metrics::counter!("tocsin_clair_unconfirmed_total").increment(dropped);
+            tracing::info!(
+                manifests = reports.len(),
+                unconfirmed = dropped,
+                "confirmed the indexer's Go and npm answers with Clair's vulnerability reports"
+            );
+        }
+        Ok(())
+    }
+
+    /// The (advisory, package) pairs of Clair's vulnerability report for `manifest`; `None`
+    /// when Clair does not know the manifest.
+    async fn vulnerability_report(
+        &self,
+        manifest: &Digest,
+        requests: &mut u32,
+    ) -> Result<Option<HashSet<(String, String)>>, UpdaterError> {
+        let url = Self::url(
+            &self.matcher,
+            &format!("/matcher/api/v1/vulnerability_report/{manifest}"),
+        )?;
+        match self.call(Method::GET, &url, &|b| b, requests).await {
+            Ok(reply) => answers::report_pairs(&reply.body).map(Some),
+            Err(UpdaterError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -773,6 +884,96 @@ fn convert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vuln(updater: &str, json: serde_json::Value) -> Vulnerability {
+        let v: claircore::Vulnerability = serde_json::from_value(json).expect("a vulnerability");
+        tocsin_feeds::from_clair(updater, 0, v).expect("converts")
+    }
+
+    fn digest(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("a digest")
+    }
+
+    /// Clair's lookup answers every manifest holding a Go module; tocsin keeps those whose
+    /// vulnerability report names the advisory, drops one Clair no longer knows (404), asks
+    /// once per manifest, and leaves other ecosystems alone.
+    #[tokio::test]
+    async fn go_answers_are_confirmed_by_each_manifests_vulnerability_report() {
+        let mirror = tocsin_testdata::osv_mirror::OsvMirror::start()
+            .await
+            .expect("a server");
+        let (a, b, c) = (digest('a'), digest('b'), digest('c'));
+        let report = |vulns: serde_json::Value| {
+            serde_json::to_vec(&serde_json::json!({
+                "manifest_hash": "", "packages": {}, "vulnerabilities": vulns,
+                "package_vulnerabilities": {}}))
+            .expect("JSON")
+        };
+        mirror.put_file(
+            &format!("/matcher/api/v1/vulnerability_report/{a}"),
+            report(
+                serde_json::json!({"12": {"id": "12", "name": "GO-2022-1059",
+                "package": {"name": "golang.org/x/text", "version": ""}}}),
+            ),
+        );
+        mirror.put_file(
+            &format!("/matcher/api/v1/vulnerability_report/{b}"),
+            report(
+                serde_json::json!({"13": {"id": "13", "name": "GO-2020-0015",
+                "package": {"name": "golang.org/x/text", "version": ""}}}),
+            ),
+        );
+        let base = Url::parse(&mirror.base_url()).expect("a URL");
+        let clair = Clair::new(ClairConfig {
+            matcher: base.clone(),
+            indexer: base,
+            psk: None,
+            poll_interval: Duration::from_secs(60),
+            fetch: FetchOptions::default(),
+            lease: Duration::from_secs(60),
+        })
+        .expect("a client");
+        let go = vuln(
+            "osv/go",
+            serde_json::json!({"name": "GO-2022-1059", "updater": "osv/go",
+                "package": {"name": "golang.org/x/text", "kind": "binary"},
+                "repository": {"name": "go", "uri": "https://pkg.go.dev/"},
+                "fixed_in_version": "0.3.8", "normalized_severity": "Unknown"}),
+        );
+        let debian = vuln(
+            "debian/updater",
+            serde_json::json!({"name": "DSA-1", "updater": "debian/updater",
+                "package": {"name": "openssl", "kind": "source"},
+                "distribution": {"did": "debian", "version_id": "12"},
+                "fixed_in_version": "3.0.1", "normalized_severity": "High"}),
+        );
+        assert_eq!(go.package.ecosystem, "Go");
+        let mut out = vec![
+            vec![a.clone(), b.clone(), c.clone()],
+            vec![b.clone(), c.clone()],
+        ];
+        clair
+            .confirm(&[&go, &debian], &mut out)
+            .await
+            .expect("confirmed");
+        assert_eq!(out, vec![vec![a], vec![b, c]]);
+        let asked: Vec<String> = mirror.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(asked.len(), 3, "one report per manifest: {asked:?}");
+    }
+
+    #[test]
+    fn report_pairs_read_names_and_packages() {
+        let pairs = answers::report_pairs(
+            br#"{"vulnerabilities":{"1":{"name":"A","package":{"name":"p"}},"2":{"name":"B"}}}"#,
+        )
+        .expect("a report");
+        assert!(pairs.contains(&("A".into(), "p".into())));
+        assert!(pairs.contains(&("B".into(), String::new())));
+        assert!(answers::report_pairs(br#"{"vulnerabilities":null}"#)
+            .expect("empty")
+            .is_empty());
+        assert!(answers::report_pairs(b"[1]").is_err());
+    }
 
     fn refs(r: &[&str]) -> Vec<String> {
         r.iter().map(|s| s.to_string()).collect()

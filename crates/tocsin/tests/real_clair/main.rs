@@ -29,7 +29,9 @@
 //!   processed in order, making the sets tocsin standalone makes for those steps.
 //!
 //! Without Go or PostgreSQL the test skips with a message; under `CI=true` it fails instead.
+#[path = "../common/mod.rs"]
 mod common;
+mod ecosystems;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -84,8 +86,19 @@ fn skip(why: &str) {
 
 /// `scripts/clair.sh`: the directory holding `clair` and `clairctl`.
 fn clair_bin() -> Option<PathBuf> {
+    clair_bin_with(None)
+}
+
+/// [`clair_bin`] for the same Clair built against claircore `core`.
+fn clair_bin_with(core: Option<&str>) -> Option<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/clair.sh");
-    let out = Command::new("bash").arg(&script).output().ok()?;
+    let mut command = Command::new("bash");
+    command.arg(&script);
+    match core {
+        Some(v) => command.env("CLAIRCORE_VERSION", v),
+        None => command.env_remove("CLAIRCORE_VERSION"),
+    };
+    let out = command.output().ok()?;
     if !out.status.success() {
         skip(&format!(
             "{} failed: {}",
@@ -144,31 +157,157 @@ fn status_from_report(report: &Value) -> Vec<u8> {
 
 /// A gzip layer: Debian 10's os-release and a dpkg database.
 fn layer(status: &[u8]) -> Vec<u8> {
+    layer_of(&[
+        ("etc/os-release", DEBIAN_10.as_bytes(), 0o644),
+        ("var/lib/dpkg/info/", b"", 0o755),
+        ("var/lib/dpkg/status", status, 0o644),
+    ])
+}
+
+/// A gzip layer of `(path, bytes, mode)` files (a path ending in `/` is a directory), each
+/// file's parent directories made first, as an image build writes them.
+fn layer_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8], dir: bool| {
+    let mut made = BTreeSet::new();
+    for (path, data, mode) in files {
+        let mut dirs: Vec<String> = Vec::new();
+        let mut at = 0;
+        while let Some(i) = path[at..].find('/') {
+            at += i + 1;
+            dirs.push(path[..at].to_string());
+        }
+        for d in dirs {
+            if made.insert(d.clone()) {
+                let mut h = tar::Header::new_gnu();
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mtime(1_600_000_000);
+                tar.append_data(&mut h, &d, &[][..]).expect("tar entry");
+            }
+        }
+        if path.ends_with('/') {
+            continue;
+        }
         let mut h = tar::Header::new_gnu();
-        h.set_mode(if dir { 0o755 } else { 0o644 });
-        h.set_size(if dir { 0 } else { data.len() as u64 });
-        h.set_entry_type(if dir {
-            tar::EntryType::Directory
-        } else {
-            tar::EntryType::Regular
-        });
+        h.set_mode(*mode);
+        h.set_size(data.len() as u64);
+        h.set_entry_type(tar::EntryType::Regular);
         h.set_mtime(1_600_000_000);
-        tar.append_data(&mut h, path, if dir { &[][..] } else { data })
-            .expect("tar entry");
-    };
-    add("etc/", b"", true);
-    add("etc/os-release", DEBIAN_10.as_bytes(), false);
-    add("var/", b"", true);
-    add("var/lib/", b"", true);
-    add("var/lib/dpkg/", b"", true);
-    add("var/lib/dpkg/info/", b"", true);
-    add("var/lib/dpkg/status", status, false);
+        tar.append_data(&mut h, path, *data).expect("tar entry");
+    }
     let tar = tar.into_inner().expect("tar");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&tar).expect("gzip");
     gz.finish().expect("gzip")
+}
+
+/// Clair's configuration for one combo-mode process: its three databases, the webhook
+/// `target`, `auth.psk`, and either its matcher's updaters off (vulnerabilities come from
+/// `clairctl import-updaters`) or, given `osv_mirror`, only Clair's own OSV updater, reading
+/// PyPI and Go from that URL. The Red Hat scanners want their mapping files, which they fetch
+/// from Red Hat unless given local ones: `map` is an empty one, as nothing here is a Red Hat
+/// image.
+struct ClairYaml<'a> {
+    port: u16,
+    intro: u16,
+    indexer: &'a str,
+    matcher: &'a str,
+    notifier: &'a str,
+    map: &'a Path,
+    target: String,
+    osv_mirror: Option<String>,
+}
+
+impl ClairYaml<'_> {
+    fn render(&self) -> String {
+        let ClairYaml {
+            port,
+            intro,
+            indexer,
+            matcher,
+            notifier,
+            map,
+            target,
+            osv_mirror,
+        } = self;
+        let updaters = match osv_mirror {
+            None => "  disable_updaters: true\n".to_string(),
+            Some(_) => "  disable_updaters: false\n".to_string(),
+        };
+        let sets = match osv_mirror {
+            None => String::new(),
+            Some(url) => format!(
+                "updaters:\n  sets: [osv]\n  config:\n    osv:\n      url: {url:?}\n      \
+                 allowlist: [pypi, go]\n"
+            ),
+        };
+        format!(
+            "http_listen_addr: 127.0.0.1:{port}\nintrospection_addr: 127.0.0.1:{intro}\n\
+             log_level: info\nindexer:\n  connstring: {indexer:?}\n  migrations: true\n  \
+             airgap: true\n  scanner:\n    repo:\n      rhel-repository-scanner:\n        \
+             repo2cpe_mapping_file: {map:?}\n    package:\n      rhel_containerscanner:\n        \
+             name2repos_mapping_file: {map:?}\n\
+             matcher:\n  connstring: {matcher:?}\n  migrations: true\n{updaters}\
+             notifier:\n  connstring: {notifier:?}\n  migrations: true\n  poll_interval: 1m\n  \
+             delivery_interval: 1m\n  disable_summary: true\n  webhook:\n    \
+             target: {target}\n    \
+             callback: http://127.0.0.1:{port}/notifier/api/v1/notification/\n\
+             auth:\n  psk:\n    key: {PSK}\n    iss: [quay]\n{sets}"
+        )
+    }
+}
+
+/// Starts `clair -mode combo` on `config`, its log appended to `log`.
+fn spawn_clair(bin: &Path, config: &Path, log: &Path) -> Killed {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log");
+    Killed(
+        Command::new(bin.join("clair"))
+            .args(["-conf", config.to_str().expect("path"), "-mode", "combo"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting clair"),
+    )
+}
+
+/// Waits until Clair at `base` answers a signed call.
+async fn clair_answers(base: &str) {
+    eventually(Duration::from_secs(60), "Clair answers", || async move {
+        let r = signed()
+            .get(format!("{base}/matcher/api/v1/internal/update_operation"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}
+
+/// Indexes the one-layer image `manifest` (its layer served at `peer_addr`) through Clair's
+/// API; returns Clair's IndexReport.
+async fn clair_index(
+    base: &str,
+    peer_addr: std::net::SocketAddr,
+    manifest: &str,
+    blob_hex: &str,
+) -> Value {
+    let r = signed()
+        .post(format!("{base}/indexer/api/v1/index_report"))
+        .json(&json!({"hash": manifest, "layers": [{
+            "hash": format!("sha256:{blob_hex}"),
+            "uri": format!("http://{peer_addr}/blob/{blob_hex}"), "headers": {}}]}))
+        .send()
+        .await
+        .expect("index_report");
+    let status_code = r.status().as_u16();
+    let index: Value = r.json().await.expect("an IndexReport");
+    assert_eq!(status_code, 201, "{index}");
+    index
 }
 
 /// The `Debian:10` entries of a snapshot's records as claircore vulnerabilities: JSON lines
@@ -393,57 +532,25 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     // Clair, combo mode, its matcher's updaters off.
     let (port, intro) = (free_port(), free_port());
     let config = dir.path().join("clair.yaml");
-    // The Red Hat scanners want their mapping files, which they fetch from Red Hat unless
-    // given local ones: empty maps, as nothing here is a Red Hat image.
     let map = dir.path().join("empty-mapping.json");
     std::fs::write(&map, r#"{"data":{}}"#).expect("mapping file");
-    let clair_yaml = format!(
-        "http_listen_addr: 127.0.0.1:{port}\nintrospection_addr: 127.0.0.1:{intro}\n\
-             log_level: info\nindexer:\n  connstring: {:?}\n  migrations: true\n  airgap: true\n\
-             \x20 scanner:\n    repo:\n      rhel-repository-scanner:\n        \
-             repo2cpe_mapping_file: {map:?}\n    package:\n      rhel_containerscanner:\n        \
-             name2repos_mapping_file: {map:?}\n\
-             matcher:\n  connstring: {:?}\n  migrations: true\n  disable_updaters: true\n\
-             notifier:\n  connstring: {:?}\n  migrations: true\n  poll_interval: 1m\n  \
-             delivery_interval: 1m\n  disable_summary: true\n  webhook:\n    \
-             target: http://{peer_addr}/hook\n    \
-             callback: http://127.0.0.1:{port}/notifier/api/v1/notification/\n\
-             auth:\n  psk:\n    key: {PSK}\n    iss: [quay]\n",
-        indexer_db.connstring(),
-        matcher_db.connstring(),
-        notifier_db.connstring()
-    );
+    let clair_yaml = ClairYaml {
+        port,
+        intro,
+        indexer: indexer_db.connstring(),
+        matcher: matcher_db.connstring(),
+        notifier: notifier_db.connstring(),
+        map: &map,
+        target: format!("http://{peer_addr}/hook"),
+        osv_mirror: None,
+    }
+    .render();
     std::fs::write(&config, &clair_yaml).expect("config");
-    let start_clair = || {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("clair.log"))
-            .expect("log");
-        Killed(
-            Command::new(bin.join("clair"))
-                .args(["-conf", config.to_str().expect("path"), "-mode", "combo"])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("starting clair"),
-        )
-    };
+    let start_clair = || spawn_clair(&bin, &config, &dir.path().join("clair.log"));
     let mut clair = start_clair();
     let http = client();
     let base = format!("http://127.0.0.1:{port}");
-    let clair_answers = || {
-        let base = base.clone();
-        async move {
-            let r = signed()
-                .get(format!("{base}/matcher/api/v1/internal/update_operation"))
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
-        }
-    };
-    eventually(Duration::from_secs(60), "Clair answers", clair_answers).await;
+    clair_answers(&base).await;
     // Clair checks the key: an unsigned call is refused.
     let unsigned = http
         .get(format!("{base}/matcher/api/v1/internal/update_operation"))
@@ -457,17 +564,7 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
         "sha256:{}",
         hex::encode(sha2::Sha256::digest(b"tocsin real-clair image"))
     );
-    let r = signed()
-        .post(format!("{base}/indexer/api/v1/index_report"))
-        .json(&json!({"hash": manifest, "layers": [{
-            "hash": format!("sha256:{blob_hex}"),
-            "uri": format!("http://{peer_addr}/blob/{blob_hex}"), "headers": {}}]}))
-        .send()
-        .await
-        .expect("index_report");
-    let status_code = r.status().as_u16();
-    let index: Value = r.json().await.expect("an IndexReport");
-    assert_eq!(status_code, 201, "{index}");
+    let index = clair_index(&base, peer_addr, &manifest, &blob_hex).await;
     let packages = index["packages"].as_object().map_or(0, |p| p.len());
     assert!(packages > 50, "Clair found {packages} packages: {index}");
 
@@ -721,12 +818,7 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             std::fs::write(&config, retained).expect("config");
         }
         clair = start_clair();
-        eventually(
-            Duration::from_secs(60),
-            "Clair answers again",
-            clair_answers,
-        )
-        .await;
+        clair_answers(&base).await;
         if collect {
             // Clair collects at start-up, in the background: wait for it, so that the fronting
             // tocsin's next run surely finds its last mirrored operation gone.
@@ -794,6 +886,51 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
             assert_eq!(gap["missing"], mark.as_str(), "{now}");
         } else {
             assert!(gap.is_null(), "no gap yet: {now}");
+        }
+        if !collect {
+            // Clair's own notifier, for the same operations: it diffs only the newest against
+            // the one before, so the earlier ones are never processed (no receipt, nothing
+            // notified of their changes).
+            let ops = get_json(
+                &signed(),
+                &format!("{base}/matcher/api/v1/internal/update_operation?kind=vulnerability"),
+            )
+            .await;
+            let refs: Vec<String> = ops[UPDATER]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(down.len())
+                .filter_map(|o| o["ref"].as_str().map(str::to_string))
+                .collect();
+            assert_eq!(refs.len(), down.len(), "{ops}");
+            let receipts = || async {
+                notifier_db
+                    .query_text("SELECT uo_id::text FROM receipt")
+                    .await
+                    .into_iter()
+                    .filter_map(|r| r[0].clone())
+                    .collect::<BTreeSet<String>>()
+            };
+            eventually(
+                Duration::from_secs(180),
+                "Clair's notifier processes the newest operation",
+                || async { receipts().await.contains(&refs[0]).then_some(()) },
+            )
+            .await;
+            let seen = receipts().await;
+            let skipped: Vec<&String> = refs[1..].iter().filter(|r| !seen.contains(*r)).collect();
+            eprintln!(
+                "Clair's notifier after the restart: processed the newest of {} operations, \
+                 never the {} before it",
+                refs.len(),
+                skipped.len()
+            );
+            assert_eq!(
+                skipped.len(),
+                refs.len() - 1,
+                "Clair's notifier skips every operation but the newest"
+            );
         }
         // Set for set, what tocsin standalone made for the same steps.
         let standalone = notification_sets(&http, &tocsin.base).await.len() - standalone_before;
