@@ -56,6 +56,68 @@ pub enum Command {
     /// Inspect and acknowledge notification sets.
     #[command(subcommand)]
     Notification(NotificationCommand),
+    /// Run the Kubernetes consumer: receive Clair v4 notification webhooks (POST /clair/v4),
+    /// page each notification, record an event on every workload running an affected image
+    /// (Warning VulnerabilityFound, Normal VulnerabilityResolved), then acknowledge it. Talks to
+    /// the cluster through the in-cluster service account, else the kubeconfig.
+    #[cfg(feature = "kube")]
+    Kube(KubeArgs),
+}
+
+/// `tocsin kube` options.
+#[cfg(feature = "kube")]
+#[derive(Debug, Args)]
+pub struct KubeArgs {
+    /// Address of the webhook endpoint (POST /clair/v4) and of /healthz.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "TOCSIN_KUBE_LISTEN")]
+    pub listen: String,
+    /// A namespace to watch (repeat, or separate with commas); every namespace when none.
+    #[arg(
+        long = "namespace",
+        value_delimiter = ',',
+        env = "TOCSIN_KUBE_NAMESPACES"
+    )]
+    pub namespaces: Vec<String>,
+    /// The lowest severity recorded: Unknown (everything), Negligible, Low, Medium, High,
+    /// Critical.
+    #[arg(long, default_value = "Unknown", env = "TOCSIN_KUBE_MIN_SEVERITY")]
+    pub min_severity: String,
+    /// Where checkpoints are kept (progress through notifications, for restarts).
+    #[arg(
+        long,
+        default_value = "/var/lib/tocsin-kube",
+        env = "TOCSIN_KUBE_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+    /// Clair's PSK (base64, as `auth.psk.key`): webhooks must be signed with it, and the
+    /// consumer signs its calls to the pull API with it.
+    #[arg(long, env = "TOCSIN_KUBE_PSK", hide_env_values = true)]
+    pub psk: Option<String>,
+    /// Issuers accepted on signed webhooks (Clair's notifier signs as clair-notifier).
+    #[arg(
+        long = "psk-issuer",
+        value_delimiter = ',',
+        default_value = "clair-notifier"
+    )]
+    pub psk_issuers: Vec<String>,
+    /// Issuer of the consumer's own signed calls (list it in the notifier's `auth.psk.iss`).
+    #[arg(long, default_value = "quay")]
+    pub sign_as: String,
+    /// Entries per page asked of the pull API.
+    #[arg(long, default_value_t = 500)]
+    pub page_size: u32,
+    /// Timeout of each call to the notifier (Go duration: 30s, 1m).
+    #[arg(long, default_value = "30s")]
+    pub timeout: String,
+    /// The events' reportingController (a qualified name).
+    #[arg(long, default_value = "tocsin.dev/kube")]
+    pub reporting_controller: String,
+    /// The events' reportingInstance (default: $POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub reporting_instance: Option<String>,
+    /// Skip the start-up permission check (SelfSubjectAccessReviews).
+    #[arg(long)]
+    pub skip_permission_check: bool,
 }
 
 /// `tocsin demo` options.

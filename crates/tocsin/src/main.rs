@@ -5,6 +5,8 @@ mod commands;
 mod config;
 mod demo;
 mod duration;
+#[cfg(feature = "kube")]
+mod kube;
 mod serve;
 
 use std::collections::BTreeMap;
@@ -79,6 +81,8 @@ fn load_config(cli: &Cli) -> Result<Config> {
     // One-shot commands print their results; only serve logs at the configured level.
     let level = match cli.command {
         Command::Serve => cfg.logging.level.as_str(),
+        #[cfg(feature = "kube")]
+        Command::Kube(_) => "info",
         _ => "warn",
     };
     init_logging(cli.log_format, level);
@@ -92,6 +96,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // The consumer is not a notifier: it takes its settings from flags, not Clair's file.
     let cfg = load_config(&cli)?;
     match cli.command {
         Command::Serve => {
@@ -115,6 +120,9 @@ async fn run(cli: Cli) -> Result<()> {
             service.run_until(shutdown_signal()).await
         }
         Command::Demo(args) => demo::run(args).await,
+        // The consumer is not a notifier: its settings are its flags, not Clair's file.
+        #[cfg(feature = "kube")]
+        Command::Kube(args) => kube::run(&args, install_metrics()?, shutdown_signal()).await,
         // Manifest changes reach running servers through the store's change feed, so only a
         // report (which matches) needs the engine and its indexes.
         Command::Manifest(cmd) => match cmd {

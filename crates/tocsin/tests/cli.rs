@@ -529,3 +529,36 @@ async fn a_clair_amqp_uri_with_a_trailing_slash_starts_serve() {
     );
     server.terminate();
 }
+
+/// `tocsin kube` checks every flag before it connects, and says plainly when there is no
+/// cluster to talk to.
+#[test]
+fn kube_refuses_bad_flags_and_a_missing_cluster_clearly() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--min-severity", "Bogus"], "--min-severity \"Bogus\""),
+        (&["--timeout", "soon"], "--timeout \"soon\""),
+        (&["--psk", "not base64!"], "--psk"),
+        (&["--reporting-controller", "kube"], "qualified name"),
+        (&["--page-size", "0"], "--page-size"),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["kube"];
+        args.extend_from_slice(flags);
+        let err = run_cli(&args).failure();
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let dir = tempfile::tempdir().expect("a directory");
+    let out = tocsin_command()
+        .args(["kube", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.path())
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("running tocsin kube");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no Kubernetes API server to talk to") && err.contains("no-such-kubeconfig"),
+        "{err}"
+    );
+}

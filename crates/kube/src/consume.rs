@@ -1,0 +1,375 @@
+//! One notification, from its checkpoint to its acknowledgement: each page's entries at or
+//! above the severity threshold are matched to the workloads running their manifests, an event
+//! is recorded for each (workload, entry), the checkpoint moves past the page, and once every
+//! page is done the notification is acknowledged and its checkpoint removed. A failure leaves
+//! the checkpoint where it was: processing it again records nothing twice.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tocsin_model::Severity;
+
+use crate::checkpoint::{Checkpoint, Checkpoints, Position, Source};
+use crate::cluster::Cluster;
+use crate::events::Finding;
+use crate::recorder::{Record, Recorded};
+use crate::v4;
+use crate::KubeError;
+
+/// What processing one notification did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Pages read.
+    pub pages: u64,
+    /// Entries read.
+    pub entries: u64,
+    /// Entries below the severity threshold, skipped.
+    pub below_threshold: u64,
+    /// (workload, entry) pairs matched.
+    pub matched: u64,
+    /// Events created.
+    pub created: u64,
+    /// Events whose series was bumped.
+    pub aggregated: u64,
+    /// Events this notification had already recorded (a replay).
+    pub already_recorded: u64,
+}
+
+/// Processes notifications.
+pub struct Consumer {
+    cluster: Arc<dyn Cluster>,
+    recorder: Arc<dyn Record>,
+    notifier: v4::Client,
+    checkpoints: Checkpoints,
+    min_severity: Severity,
+}
+
+impl Consumer {
+    /// A consumer recording events for entries of at least `min_severity`.
+    pub fn new(
+        cluster: Arc<dyn Cluster>,
+        recorder: Arc<dyn Record>,
+        notifier: v4::Client,
+        checkpoints: Checkpoints,
+        min_severity: Severity,
+    ) -> Consumer {
+        Consumer {
+            cluster,
+            recorder,
+            notifier,
+            checkpoints,
+            min_severity,
+        }
+    }
+
+    /// The checkpoints, to resume what a previous run accepted.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
+    /// Accepts a notification: writes its checkpoint unless it has one (a webhook sent again
+    /// keeps the progress made), so it is processed even across a restart.
+    pub fn accept(&self, source: Source) -> Result<Checkpoint, KubeError> {
+        if let Some(existing) = self.checkpoints.load(&source)? {
+            return Ok(existing);
+        }
+        let checkpoint = Checkpoint {
+            source,
+            position: Position::default(),
+        };
+        self.checkpoints.save(&checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// Processes `checkpoint` to the end (module doc).
+    pub async fn process(&self, mut checkpoint: Checkpoint) -> Result<Outcome, KubeError> {
+        let mut out = Outcome::default();
+        let Source::V4 { id, callback } = checkpoint.source.clone();
+        while !checkpoint.position.done {
+            let page = self
+                .notifier
+                .page(&callback, checkpoint.position.next.as_deref())
+                .await?;
+            self.record_page(&id, &page.entries, &mut out).await?;
+            out.pages += 1;
+            checkpoint.position.pages += 1;
+            match page.next {
+                Some(next) => checkpoint.position.next = Some(next),
+                None => checkpoint.position.done = true,
+            }
+            self.checkpoints.save(&checkpoint)?;
+        }
+        self.notifier.acknowledge(&callback).await?;
+        self.checkpoints.remove(&checkpoint.source)?;
+        tracing::info!(
+            notification = %id,
+            pages = out.pages,
+            entries = out.entries,
+            matched = out.matched,
+            created = out.created,
+            aggregated = out.aggregated,
+            already_recorded = out.already_recorded,
+            "notification processed and acknowledged"
+        );
+        Ok(out)
+    }
+
+    async fn record_page(
+        &self,
+        notification: &str,
+        entries: &[v4::Entry],
+        out: &mut Outcome,
+    ) -> Result<(), KubeError> {
+        out.entries += entries.len() as u64;
+        let wanted: Vec<&v4::Entry> = entries
+            .iter()
+            .filter(|e| e.severity >= self.min_severity)
+            .collect();
+        out.below_threshold += (entries.len() - wanted.len()) as u64;
+        let digests: BTreeSet<_> = wanted.iter().map(|e| e.manifest.clone()).collect();
+        let running = self.cluster.running(&digests).await?;
+        for entry in wanted {
+            let Some(workloads) = running.get(&entry.manifest) else {
+                continue;
+            };
+            let finding = Finding {
+                reason: entry.reason,
+                vulnerability: entry.vulnerability.clone(),
+                severity: entry.severity.to_string(),
+                package: entry.package.clone(),
+                fixed_in: entry.fixed_in.clone(),
+                image: entry.manifest.to_string(),
+            };
+            for workload in workloads {
+                out.matched += 1;
+                match self
+                    .recorder
+                    .record(workload, &finding, notification)
+                    .await?
+                {
+                    Recorded::Created => out.created += 1,
+                    Recorded::Aggregated => out.aggregated += 1,
+                    Recorded::AlreadyRecorded => out.already_recorded += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Mutex;
+
+    use axum::extract::{Query, State};
+    use axum::routing::get;
+    use tocsin_model::Digest;
+
+    use super::*;
+    use crate::events::Reason;
+    use crate::workloads::Workload;
+
+    const A: &str = "sha256:0194e59b0b159c8182f2d382953a61d169aa285fe847121f8fc59e7c5a47791a";
+    const B: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    use crate::fixtures::workload;
+
+    /// Manifest A runs in two workloads, B in none.
+    struct Fixed;
+
+    #[async_trait::async_trait]
+    impl Cluster for Fixed {
+        async fn running(
+            &self,
+            digests: &BTreeSet<Digest>,
+        ) -> Result<BTreeMap<Digest, BTreeSet<Workload>>, KubeError> {
+            let a = Digest::parse(A).expect("a digest");
+            Ok(digests
+                .iter()
+                .filter(|d| **d == a)
+                .map(|d| (d.clone(), [workload("web"), workload("api")].into()))
+                .collect())
+        }
+    }
+
+    /// Events by (workload, reason, vulnerability): the notifications recorded, in order, as
+    /// the API server would hold them; fails the `fail_at`th call.
+    #[derive(Default)]
+    struct Memory {
+        events: Mutex<HashMap<(String, Reason, String), Vec<String>>>,
+        calls: Mutex<u32>,
+        fail_at: Option<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl Record for Memory {
+        async fn record(
+            &self,
+            w: &Workload,
+            f: &Finding,
+            notification: &str,
+        ) -> Result<Recorded, KubeError> {
+            let mut calls = self.calls.lock().expect("lock");
+            *calls += 1;
+            if Some(*calls) == self.fail_at {
+                return Err(KubeError::Conflict("the API server went away".into()));
+            }
+            let mut events = self.events.lock().expect("lock");
+            let marks = events
+                .entry((w.name.clone(), f.reason, f.vulnerability.clone()))
+                .or_default();
+            Ok(match marks.last() {
+                None => {
+                    marks.push(notification.into());
+                    Recorded::Created
+                }
+                Some(last) if last == notification => Recorded::AlreadyRecorded,
+                Some(_) => {
+                    marks.push(notification.into());
+                    Recorded::Aggregated
+                }
+            })
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Notifier {
+        deletes: Arc<Mutex<u32>>,
+    }
+
+    fn entry(manifest: &str, reason: &str, name: &str, severity: &str) -> serde_json::Value {
+        serde_json::json!({"id": name, "manifest": manifest, "reason": reason,
+            "vulnerability": {"name": name, "normalized_severity": severity,
+                "fixed_in_version": "2.0", "package": {"name": "openssl"}}})
+    }
+
+    async fn page(Query(q): Query<HashMap<String, String>>) -> axum::Json<serde_json::Value> {
+        assert_eq!(q.get("page_size").map(String::as_str), Some("2"));
+        axum::Json(match q.get("next").map(String::as_str) {
+            None => serde_json::json!({"page": {"size": 2, "next": "page-2"}, "notifications": [
+                entry(A, "added", "CVE-1", "High"), entry(A, "added", "CVE-2", "Low")]}),
+            Some("page-2") => serde_json::json!({"page": {"size": 2}, "notifications": [
+                entry(A, "removed", "CVE-3", "Critical"), entry(B, "added", "CVE-4", "High")]}),
+            Some(other) => panic!("unexpected token {other}"),
+        })
+    }
+
+    async fn delete(State(n): State<Notifier>) -> &'static str {
+        *n.deletes.lock().expect("lock") += 1;
+        ""
+    }
+
+    async fn notifier() -> (String, Notifier) {
+        let n = Notifier::default();
+        let app = axum::Router::new()
+            .route(
+                "/notifier/api/v1/notification/n-1",
+                get(page).delete(delete),
+            )
+            .with_state(n.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/notifier/api/v1/notification/n-1"), n)
+    }
+
+    fn consumer(dir: &std::path::Path, recorder: Arc<Memory>) -> Consumer {
+        Consumer::new(
+            Arc::new(Fixed),
+            recorder,
+            v4::Client::new(None, 2, std::time::Duration::from_secs(5)).expect("a client"),
+            Checkpoints::open(dir).expect("checkpoints"),
+            Severity::Medium,
+        )
+    }
+
+    #[tokio::test]
+    async fn every_page_is_recorded_then_acknowledged() {
+        let (callback, n) = notifier().await;
+        let dir = tempfile::tempdir().expect("a directory");
+        let memory = Arc::new(Memory::default());
+        let c = consumer(dir.path(), memory.clone());
+        let source = Source::V4 {
+            id: "n-1".into(),
+            callback,
+        };
+        let cp = c.accept(source.clone()).expect("accepted");
+        let out = c.process(cp).await.expect("processed");
+        assert_eq!(
+            out,
+            Outcome {
+                pages: 2,
+                entries: 4,
+                below_threshold: 1,
+                matched: 4,
+                created: 4,
+                ..Outcome::default()
+            }
+        );
+        let events = memory.events.lock().expect("lock");
+        let mut keys: Vec<_> = events.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                ("api".into(), Reason::Found, "CVE-1".into()),
+                ("api".into(), Reason::Resolved, "CVE-3".into()),
+                ("web".into(), Reason::Found, "CVE-1".into()),
+                ("web".into(), Reason::Resolved, "CVE-3".into()),
+            ]
+        );
+        assert_eq!(
+            *n.deletes.lock().expect("lock"),
+            1,
+            "acknowledged once, at the end"
+        );
+        assert_eq!(c.checkpoints().load(&source).expect("read"), None);
+    }
+
+    /// A failure on the second page leaves the checkpoint after the first; processing again
+    /// from it records the rest, nothing twice, and acknowledges once.
+    #[tokio::test]
+    async fn a_failure_resumes_from_the_checkpoint_without_duplicates() {
+        let (callback, n) = notifier().await;
+        let dir = tempfile::tempdir().expect("a directory");
+        let source = Source::V4 {
+            id: "n-1".into(),
+            callback,
+        };
+        let failing = Arc::new(Memory {
+            fail_at: Some(4),
+            ..Memory::default()
+        });
+        let c = consumer(dir.path(), failing.clone());
+        let cp = c.accept(source.clone()).expect("accepted");
+        c.process(cp).await.expect_err("the fourth record fails");
+        assert_eq!(*n.deletes.lock().expect("lock"), 0, "not acknowledged");
+        let saved = c.checkpoints().load(&source).expect("read").expect("kept");
+        assert_eq!(saved.position.next.as_deref(), Some("page-2"));
+        assert_eq!(saved.position.pages, 1);
+
+        // A new process over the same API server state (the events recorded so far).
+        let again = Arc::new(Memory {
+            events: Mutex::new(failing.events.lock().expect("lock").clone()),
+            ..Memory::default()
+        });
+        let c = consumer(dir.path(), again.clone());
+        let resumed = c
+            .checkpoints()
+            .all()
+            .expect("listed")
+            .pop()
+            .expect("one checkpoint");
+        assert_eq!(c.accept(source.clone()).expect("accepted again"), resumed);
+        let out = c.process(resumed).await.expect("processed");
+        assert_eq!((out.pages, out.created, out.already_recorded), (1, 1, 1));
+        let events = again.events.lock().expect("lock");
+        assert_eq!(events.len(), 4);
+        assert!(events
+            .values()
+            .all(|marks| marks == &vec!["n-1".to_string()]));
+        assert_eq!(*n.deletes.lock().expect("lock"), 1);
+    }
+}
