@@ -32,6 +32,9 @@ pub struct Outcome {
     pub aggregated: u64,
     /// Events this notification had already recorded (a replay).
     pub already_recorded: u64,
+    /// The notifier no longer has the notification (acknowledged or collected before this
+    /// run got to it): its checkpoint is dropped.
+    pub gone: bool,
 }
 
 /// Processes notifications.
@@ -85,10 +88,16 @@ impl Consumer {
         let mut out = Outcome::default();
         let Source::V4 { id, callback } = checkpoint.source.clone();
         while !checkpoint.position.done {
-            let page = self
+            let Some(page) = self
                 .notifier
                 .page(&callback, checkpoint.position.next.as_deref())
-                .await?;
+                .await?
+            else {
+                tracing::info!(notification = %id, "the notifier no longer has it; nothing more to do");
+                self.checkpoints.remove(&checkpoint.source)?;
+                out.gone = true;
+                return Ok(out);
+            };
             self.record_page(&id, &page.entries, &mut out).await?;
             out.pages += 1;
             checkpoint.position.pages += 1;
@@ -326,6 +335,28 @@ mod tests {
             "acknowledged once, at the end"
         );
         assert_eq!(c.checkpoints().load(&source).expect("read"), None);
+    }
+
+    /// A notification the notifier no longer has (404: acknowledged before, or collected) is
+    /// dropped, not retried forever.
+    #[tokio::test]
+    async fn a_notification_gone_from_the_notifier_is_dropped() {
+        let (callback, n) = notifier().await;
+        let dir = tempfile::tempdir().expect("a directory");
+        let memory = Arc::new(Memory::default());
+        let c = consumer(dir.path(), memory.clone());
+        let source = Source::V4 {
+            id: "gone".into(),
+            callback: callback.replace("/n-1", "/gone"),
+        };
+        let out = c
+            .process(c.accept(source.clone()).expect("accepted"))
+            .await
+            .expect("processed");
+        assert!(out.gone && out.pages == 0 && out.created == 0, "{out:?}");
+        assert_eq!(c.checkpoints().load(&source).expect("read"), None);
+        assert_eq!(*n.deletes.lock().expect("lock"), 0);
+        assert!(memory.events.lock().expect("lock").is_empty());
     }
 
     /// A failure on the second page leaves the checkpoint after the first; processing again

@@ -17,6 +17,12 @@ use crate::KubeError;
 
 /// The annotation naming the last notification an event was recorded for.
 pub const NOTIFICATION_ANNOTATION: &str = "tocsin.dev/notification";
+/// The vulnerability an event is about, for tools that read events (the note is prose).
+pub const VULNERABILITY_ANNOTATION: &str = "tocsin.dev/vulnerability";
+/// The package, as the notification names it.
+pub const PACKAGE_ANNOTATION: &str = "tocsin.dev/package";
+/// The image: its manifest digest.
+pub const IMAGE_ANNOTATION: &str = "tocsin.dev/image";
 /// The event's `action`.
 pub const ACTION: &str = "ImageScan";
 /// The longest note the API server accepts, in bytes.
@@ -191,11 +197,14 @@ pub fn event(
             name: Some(event_name(workload, finding)),
             namespace: Some(workload.namespace.clone()),
             annotations: Some(
-                [(
-                    NOTIFICATION_ANNOTATION.to_string(),
-                    notification.to_string(),
-                )]
+                [
+                    (NOTIFICATION_ANNOTATION, notification),
+                    (VULNERABILITY_ANNOTATION, finding.vulnerability.as_str()),
+                    (PACKAGE_ANNOTATION, finding.package.as_str()),
+                    (IMAGE_ANNOTATION, finding.image.as_str()),
+                ]
                 .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             ),
             ..ObjectMeta::default()
@@ -239,10 +248,13 @@ mod tests {
         assert_eq!(json["regarding"]["uid"], workload().uid);
         assert_eq!(json["reportingController"], "tocsin.dev/kube");
         assert_eq!(json["metadata"]["namespace"], "shop");
-        assert_eq!(
-            json["metadata"]["annotations"][NOTIFICATION_ANNOTATION],
-            "n-1"
-        );
+        let annotations = &json["metadata"]["annotations"];
+        assert_eq!(annotations[NOTIFICATION_ANNOTATION], "n-1");
+        assert_eq!(annotations[VULNERABILITY_ANNOTATION], "DSA-5139-1");
+        assert_eq!(annotations[PACKAGE_ANNOTATION], "openssl");
+        assert!(annotations[IMAGE_ANNOTATION]
+            .as_str()
+            .is_some_and(|i| i.starts_with("sha256:")));
     }
 
     #[test]

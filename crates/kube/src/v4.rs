@@ -165,8 +165,13 @@ impl Client {
         })
     }
 
-    /// The page of `callback` after `next` (the first page when `None`).
-    pub async fn page(&self, callback: &str, next: Option<&str>) -> Result<Page, KubeError> {
+    /// The page of `callback` after `next` (the first page when `None`); `None` when the
+    /// notification is gone (404: acknowledged or collected already, as Quay reads it).
+    pub async fn page(
+        &self,
+        callback: &str,
+        next: Option<&str>,
+    ) -> Result<Option<Page>, KubeError> {
         let mut url = reqwest::Url::parse(callback)
             .map_err(|e| KubeError::Notifier(format!("callback {callback:?}: {e}")))?;
         url.query_pairs_mut()
@@ -182,6 +187,9 @@ impl Client {
             .await
             .map_err(failed)?;
         let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !status.is_success() {
             return Err(KubeError::Notifier(format!("GET {url}: HTTP {status}")));
         }
@@ -194,7 +202,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        parse_page(&body)
+        parse_page(&body).map(Some)
     }
 
     /// Acknowledges the notification: `DELETE <callback>`; 404 means already gone.

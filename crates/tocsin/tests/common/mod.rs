@@ -628,3 +628,14 @@ async fn on_hook(
         "answered",
     )
 }
+
+/// A child process killed (and reaped) when dropped: test peers (a real Clair, an emulator, a
+/// consumer) never outlive a failed test.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -36,7 +36,7 @@ mod ecosystems;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -459,14 +459,6 @@ async fn fronting_hook(
         p.fronting_hooks.lock().expect("lock").push(r);
     }
     "ok"
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// (advisory, package) pairs of a claircore VulnerabilityReport.

@@ -1,0 +1,399 @@
+//! `tocsin kube` end to end: a real `tocsin serve` indexes two real images and imports the real
+//! Debian update sequence; its webhooks go to a real `tocsin kube`, which talks to a Kubernetes
+//! API emulator (kmock 0.8 from PyPI, `tests/kube/emulator.py`, installed by
+//! `scripts/kmock.sh`) seeded with the workloads of a small cluster. The events recorded are
+//! read back from the emulator and compared with what each image is affected by (tocsin's own
+//! vulnerability reports), workload by workload.
+//!
+//! The cluster, namespace `shop` watched (`--namespace shop`):
+//! - Deployment `web` → ReplicaSet → two pods running the Debian 10 image (container statuses'
+//!   `imageID`): one workload, so one event per vulnerability;
+//! - CronJob `backup` → Job → a pod not started yet, its spec pinning the image by digest;
+//! - DaemonSet `agent`: the image as an init container;
+//! - a bare pod `lonely` running the image: its own workload;
+//! - StatefulSet `db` running the PostgreSQL image;
+//! - a pod in namespace `other` running the Debian image: not watched, no events.
+//!
+//! Without python 3.11 (kmock needs it) the test skips with a message; under `CI=true` it fails.
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+type Fact = (String, String, String, String);
+
+const JACKSON: &str = "sha256:0194e59b0b159c8182f2d382953a61d169aa285fe847121f8fc59e7c5a47791a";
+
+fn skip(why: &str) {
+    assert!(
+        !tocsin_store_postgres::testing::in_ci(),
+        "the kube consumer test cannot run under CI=true: {why}"
+    );
+    eprintln!("skipping the kube consumer test: {why}");
+}
+
+/// Starts the emulator seeded with `objects`; returns it and its URL.
+fn emulator(dir: &Path, objects: &[Value]) -> Option<(Killed, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/kmock.sh"))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        skip(&format!(
+            "scripts/kmock.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return None;
+    }
+    let python = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let seed = dir.join("seed.json");
+    std::fs::write(&seed, serde_json::to_vec(objects).expect("JSON")).expect("seed");
+    let mut child = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube/emulator.py"))
+        .arg(&seed)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("emulator.log")).expect("log"))
+        .spawn()
+        .expect("starting the emulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the emulator's URL");
+    assert!(
+        line.starts_with("http://127.0.0.1:"),
+        "emulator: {line:?}, log: {}",
+        std::fs::read_to_string(dir.join("emulator.log")).unwrap_or_default()
+    );
+    Some((Killed(child), line.trim().to_string()))
+}
+
+fn meta(name: &str, namespace: &str, owner: Option<(&str, &str, &str)>) -> Value {
+    let mut m =
+        json!({"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}")});
+    if let Some((api_version, kind, owner_name)) = owner {
+        m["ownerReferences"] = json!([{"apiVersion": api_version, "kind": kind, "name": owner_name,
+            "uid": format!("uid-{namespace}-{owner_name}"), "controller": true}]);
+    }
+    m
+}
+
+fn pod(
+    name: &str,
+    namespace: &str,
+    owner: Option<(&str, &str, &str)>,
+    spec: Value,
+    status: Value,
+) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta(name, namespace, owner),
+        "spec": spec, "status": status})
+}
+
+fn running(image: &str, digest: &str) -> (Value, Value) {
+    (
+        json!({"containers": [{"name": "app", "image": image}]}),
+        json!({"containerStatuses": [{"name": "app", "image": image, "ready": true,
+            "restartCount": 0, "imageID": format!("docker-pullable://{image}@{digest}")}]}),
+    )
+}
+
+fn cluster(postgres: &str) -> Vec<Value> {
+    let object = |api_version: &str, kind: &str, name: &str, owner: Option<(&str, &str, &str)>| json!({"apiVersion": api_version, "kind": kind, "metadata": meta(name, "shop", owner)});
+    let (spec, status) = running("registry.example/shop/jackson", JACKSON);
+    let (db_spec, db_status) = running("registry.example/db/postgres", postgres);
+    vec![
+        object("apps/v1", "Deployment", "web", None),
+        object(
+            "apps/v1",
+            "ReplicaSet",
+            "web-7d4",
+            Some(("apps/v1", "Deployment", "web")),
+        ),
+        pod(
+            "web-7d4-a",
+            "shop",
+            Some(("apps/v1", "ReplicaSet", "web-7d4")),
+            spec.clone(),
+            status.clone(),
+        ),
+        pod(
+            "web-7d4-b",
+            "shop",
+            Some(("apps/v1", "ReplicaSet", "web-7d4")),
+            spec.clone(),
+            status.clone(),
+        ),
+        object("batch/v1", "CronJob", "backup", None),
+        object(
+            "batch/v1",
+            "Job",
+            "backup-29",
+            Some(("batch/v1", "CronJob", "backup")),
+        ),
+        pod(
+            "backup-29-x",
+            "shop",
+            Some(("batch/v1", "Job", "backup-29")),
+            json!({"containers": [{"name": "backup",
+                "image": format!("registry.example/shop/jackson:1@{JACKSON}")}]}),
+            json!({"phase": "Pending"}),
+        ),
+        object("apps/v1", "DaemonSet", "agent", None),
+        pod(
+            "agent-x",
+            "shop",
+            Some(("apps/v1", "DaemonSet", "agent")),
+            json!({"initContainers": [{"name": "init", "image": "registry.example/shop/jackson"}],
+                "containers": [{"name": "agent", "image": "busybox"}]}),
+            json!({"initContainerStatuses": [{"name": "init", "image": "registry.example/shop/jackson",
+                "ready": true, "restartCount": 0,
+                "imageID": format!("registry.example/shop/jackson@{JACKSON}")}]}),
+        ),
+        pod("lonely", "shop", None, spec.clone(), status.clone()),
+        object("apps/v1", "StatefulSet", "db", None),
+        pod(
+            "db-0",
+            "shop",
+            Some(("apps/v1", "StatefulSet", "db")),
+            db_spec,
+            db_status,
+        ),
+        pod("stray", "other", None, spec, status),
+    ]
+}
+
+/// (workload kind, workload name, reason, vulnerability) of every event in the emulator, and
+/// how many event objects there are. Events name the package as the notification does (the
+/// source package, for Debian) and reports name binary packages, so packages are not compared;
+/// every event must name one.
+async fn events(http: &reqwest::Client, emulator: &str) -> (BTreeSet<Fact>, usize) {
+    let list = get_json(http, &format!("{emulator}/apis/events.k8s.io/v1/events")).await;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let set = items
+        .iter()
+        .map(|e| {
+            let a = &e["metadata"]["annotations"];
+            assert!(!text(&a["tocsin.dev/package"]).is_empty(), "{e}");
+            (
+                text(&e["regarding"]["kind"]),
+                text(&e["regarding"]["name"]),
+                text(&e["reason"]),
+                text(&a["tocsin.dev/vulnerability"]),
+            )
+        })
+        .collect();
+    (set, items.len())
+}
+
+/// The vulnerabilities tocsin's vulnerability report names for `digest`.
+async fn affected(http: &reqwest::Client, base: &str, digest: &str) -> BTreeSet<String> {
+    let report = get_json(
+        http,
+        &format!("{base}/matcher/api/v1/vulnerability_report/{digest}"),
+    )
+    .await;
+    report["package_vulnerabilities"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(_, ids)| ids.as_array().cloned().unwrap_or_default())
+        .map(|id| {
+            report["vulnerabilities"][id.as_str().unwrap_or("")]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_land_on_the_workloads_that_run_affected_images() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = read(&data.join("inventories/dpkg/postgresql.status"));
+    let postgres = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&status)));
+    let Some((_emulator, url)) = emulator(dir.path(), &cluster(&postgres)) else {
+        return;
+    };
+    let http = client();
+
+    // tocsin serve, its webhooks to the consumer.
+    let (port, kport) = (free_port(), free_port());
+    let mut spec = ConfigSpec::new(port, &dir.path().join("tocsin"));
+    spec.disable_summary = true;
+    spec.webhook = Some(format!("http://127.0.0.1:{kport}/clair/v4"));
+    let config = spec.write(&dir.path().join("t.yaml"));
+    let mut tocsin = Server::start(&config, port, &dir.path().join("tocsin.log"), &[]);
+    tocsin.ready().await;
+    put_ok(
+        &http,
+        &format!("{}/api/v1/manifests/{JACKSON}", tocsin.base),
+        read(&data.join("inventories/clair/indexreport-buster-jackson-databind.json")),
+    )
+    .await;
+    put_ok(
+        &http,
+        &format!(
+            "{}/api/v1/manifests/{postgres}?distribution=debian:10",
+            tocsin.base
+        ),
+        status,
+    )
+    .await;
+
+    // The consumer.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: emu, cluster: {{server: \"{url}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\n\
+             contexts: [{{name: emu, context: {{cluster: emu, user: u}}}}]\ncurrent-context: emu\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let log = std::fs::File::create(dir.path().join("kube.log")).expect("log");
+    let _consumer = Killed(
+        tocsin_command()
+            .args([
+                "kube",
+                "--namespace",
+                "shop",
+                "--skip-permission-check",
+                "--page-size",
+                "7",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{kport}")])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stderr(log)
+            .spawn()
+            .expect("tocsin kube"),
+    );
+    eventually(Duration::from_secs(60), "the consumer is up", || {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{kport}/healthz"))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await;
+
+    let workloads_of = |digest: &str| -> Vec<(&str, &str)> {
+        if digest == JACKSON {
+            vec![
+                ("Deployment", "web"),
+                ("CronJob", "backup"),
+                ("DaemonSet", "agent"),
+                ("Pod", "lonely"),
+            ]
+        } else {
+            vec![("StatefulSet", "db")]
+        }
+    };
+    let mut found: BTreeSet<Fact> = BTreeSet::new();
+    let mut before: Vec<BTreeSet<String>> = vec![BTreeSet::new(), BTreeSet::new()];
+    let steps = tocsin_testdata::snapshots(&data, "debian");
+    for (i, step) in steps.iter().take(2).enumerate() {
+        put_ok(
+            &http,
+            &format!("{}/api/v1/updaters/osv/debian/snapshot", tocsin.base),
+            read(step),
+        )
+        .await;
+        // What each image is affected by now; the events a step adds are its differences.
+        let mut expected = found.clone();
+        for (k, digest) in [JACKSON, postgres.as_str()].into_iter().enumerate() {
+            let now = affected(&http, &tocsin.base, digest).await;
+            for (reason, vulns) in [
+                ("VulnerabilityFound", now.difference(&before[k])),
+                ("VulnerabilityResolved", before[k].difference(&now)),
+            ] {
+                for vuln in vulns {
+                    for (kind, name) in workloads_of(digest) {
+                        expected.insert((kind.into(), name.into(), reason.into(), vuln.clone()));
+                    }
+                }
+            }
+            before[k] = now;
+        }
+        let (got, objects) = eventually(
+            Duration::from_secs(90),
+            "the consumer records the step's events",
+            || {
+                let (http, url, expected) = (http.clone(), url.clone(), expected.clone());
+                async move {
+                    let (got, n) = events(&http, &url).await;
+                    if got != expected {
+                        eprintln!(
+                            "so far {} of {} events; missing {:?}; unexpected {:?}",
+                            got.len(),
+                            expected.len(),
+                            expected.difference(&got).take(3).collect::<Vec<_>>(),
+                            got.difference(&expected).take(3).collect::<Vec<_>>()
+                        );
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    (got == expected).then_some((got, n))
+                }
+            },
+        )
+        .await;
+        eprintln!(
+            "step {i}: {objects} events on {} workloads",
+            got.iter().map(|e| &e.1).collect::<BTreeSet<_>>().len()
+        );
+        assert!(
+            got.iter().all(|e| e.1 != "stray"),
+            "namespace other is not watched"
+        );
+        found = got;
+        // Acknowledged: every set is gone from the pull API.
+        for set in notification_sets(&http, &tocsin.base).await {
+            let id = set["id"].as_str().expect("an id");
+            let url = format!(
+                "{}/notifier/api/v1/notification/{id}?page_size=10",
+                tocsin.base
+            );
+            eventually(Duration::from_secs(30), "the consumer acknowledges", || {
+                let (http, url) = (http.clone(), url.clone());
+                async move { (http.get(&url).send().await.ok()?.status() == 404).then_some(()) }
+            })
+            .await;
+        }
+    }
+    assert!(!found.is_empty());
+
+    // The same webhook again: the notification is gone, nothing is recorded.
+    let set = &notification_sets(&http, &tocsin.base).await[0];
+    let id = set["id"].as_str().expect("an id");
+    let r = http
+        .post(format!("http://127.0.0.1:{kport}/clair/v4"))
+        .json(&json!({"notification_id": id,
+            "callback": format!("{}/notifier/api/v1/notification/{id}", tocsin.base)}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        events(&http, &url).await.0,
+        found,
+        "a replayed webhook records nothing"
+    );
+    tocsin.terminate();
+}
