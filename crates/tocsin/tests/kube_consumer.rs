@@ -3,7 +3,7 @@
 //! API emulator (kmock 0.8 from PyPI, `tests/kube/emulator.py`, installed by
 //! `scripts/kmock.sh`) seeded with the workloads of a small cluster. The events recorded are
 //! read back from the emulator and compared with what each image is affected by (tocsin's own
-//! vulnerability reports), workload by workload.
+//! vulnerability reports), workload by workload, and again with kubectl where it is installed.
 //!
 //! The cluster, namespace `shop` watched (`--namespace shop`):
 //! - Deployment `web` → ReplicaSet → two pods running the Debian 10 image (container statuses'
@@ -174,7 +174,11 @@ fn cluster(postgres: &str) -> Vec<Value> {
 /// source package, for Debian) and reports name binary packages, so packages are not compared;
 /// every event must name one.
 async fn events(http: &reqwest::Client, emulator: &str) -> (BTreeSet<Fact>, usize) {
-    let list = get_json(http, &format!("{emulator}/apis/events.k8s.io/v1/events")).await;
+    facts(&get_json(http, &format!("{emulator}/apis/events.k8s.io/v1/events")).await)
+}
+
+/// [`events`] of an event list.
+fn facts(list: &Value) -> (BTreeSet<Fact>, usize) {
     let items = list["items"].as_array().cloned().unwrap_or_default();
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let set = items
@@ -395,5 +399,32 @@ async fn events_land_on_the_workloads_that_run_affected_images() {
         found,
         "a replayed webhook records nothing"
     );
+
+    // kubectl, an independent client, reads the same events.
+    match Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "get",
+            "events.events.k8s.io",
+            "--namespace",
+            "shop",
+            "-o",
+            "json",
+        ])
+        .output()
+    {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "kubectl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let list: Value = serde_json::from_slice(&out.stdout).expect("kubectl's JSON");
+            assert_eq!(facts(&list).0, found, "kubectl reads the same events");
+            eprintln!("kubectl reads the same {} events", found.len());
+        }
+        Err(e) => eprintln!("kubectl not run ({e}): the events were read over HTTP only"),
+    }
     tocsin.terminate();
 }
