@@ -45,6 +45,14 @@ fn is_status(e: &kube::Error, check: fn(&kube::core::Status) -> bool) -> bool {
     matches!(e, kube::Error::Api(s) if check(s))
 }
 
+/// A create answered "already exists". A create cannot conflict otherwise, so any 409 counts,
+/// whatever its reason says (kube's `is_already_exists` wants the exact reason
+/// `AlreadyExists`, which not every server spells so: kmock's emulator says
+/// `Object Already Exists`).
+fn already_exists(s: &kube::core::Status) -> bool {
+    s.is_already_exists() || s.code == 409
+}
+
 /// Records findings (the consumer's view of a [`Recorder`]).
 #[async_trait::async_trait]
 pub trait Record: Send + Sync {
@@ -95,7 +103,7 @@ impl Recorder {
         for _ in 0..CONFLICT_ATTEMPTS {
             match api.create(&PostParams::default(), &fresh).await {
                 Ok(_) => return Ok(Recorded::Created),
-                Err(e) if is_status(&e, kube::core::Status::is_already_exists) => {}
+                Err(e) if is_status(&e, already_exists) => {}
                 Err(e) => return Err(api_error(what("creating"))(e)),
             }
             let Some(mut existing) = api
@@ -271,6 +279,28 @@ mod tests {
         let task = tokio::spawn(async move { rec.record(&workload(), &finding(), "n-2").await });
         serve(&mut handle, "POST", EVENTS, status(409, "AlreadyExists")).await;
         serve(&mut handle, "GET", &one, ok(200, &existing("n-2", Some(2)))).await;
+        assert_eq!(
+            task.await.expect("joined").expect("recorded"),
+            Recorded::AlreadyRecorded
+        );
+    }
+
+    /// Found against kmock's emulator, whose 409 says `Object Already Exists`: before, the
+    /// notification failed on every retry.
+    #[tokio::test]
+    async fn any_409_on_create_means_it_exists() {
+        let name = events::event_name(&workload(), &finding());
+        let one = format!("{EVENTS}/{name}");
+        let (rec, mut handle) = recorder();
+        let task = tokio::spawn(async move { rec.record(&workload(), &finding(), "n-1").await });
+        serve(
+            &mut handle,
+            "POST",
+            EVENTS,
+            status(409, "Object Already Exists"),
+        )
+        .await;
+        serve(&mut handle, "GET", &one, ok(200, &existing("n-1", None))).await;
         assert_eq!(
             task.await.expect("joined").expect("recorded"),
             Recorded::AlreadyRecorded

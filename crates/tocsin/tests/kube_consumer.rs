@@ -57,6 +57,7 @@ fn emulator(dir: &Path, objects: &[Value]) -> Option<(Killed, String)> {
     let seed = dir.join("seed.json");
     std::fs::write(&seed, serde_json::to_vec(objects).expect("JSON")).expect("seed");
     let mut child = Command::new(python)
+        .env("EMULATOR_EVENT_DELAY", "0.05")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube/emulator.py"))
         .arg(&seed)
         .stdout(Stdio::piped())
@@ -264,38 +265,43 @@ async fn events_land_on_the_workloads_that_run_affected_images() {
         ),
     )
     .expect("kubeconfig");
-    let log = std::fs::File::create(dir.path().join("kube.log")).expect("log");
-    let _consumer = Killed(
-        tocsin_command()
-            .args([
-                "kube",
-                "--namespace",
-                "shop",
-                "--skip-permission-check",
-                "--page-size",
-                "7",
-            ])
-            .args(["--listen", &format!("127.0.0.1:{kport}")])
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .env("KUBECONFIG", &kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stderr(log)
-            .spawn()
-            .expect("tocsin kube"),
-    );
-    eventually(Duration::from_secs(60), "the consumer is up", || {
+    let start_consumer = |page_size: &str| {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("kube.log"))
+            .expect("log");
+        let consumer = Killed(
+            tocsin_command()
+                .args(["kube", "--namespace", "shop", "--skip-permission-check"])
+                .args(["--page-size", page_size])
+                .args(["--listen", &format!("127.0.0.1:{kport}")])
+                .arg("--state-dir")
+                .arg(dir.path().join("state"))
+                .env("KUBECONFIG", &kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .stderr(log)
+                .spawn()
+                .expect("tocsin kube"),
+        );
         let http = http.clone();
         async move {
-            let r = http
-                .get(format!("http://127.0.0.1:{kport}/healthz"))
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
+            eventually(Duration::from_secs(60), "the consumer is up", || {
+                let http = http.clone();
+                async move {
+                    let r = http
+                        .get(format!("http://127.0.0.1:{kport}/healthz"))
+                        .send()
+                        .await
+                        .ok()?;
+                    (r.status() == 200).then_some(())
+                }
+            })
+            .await;
+            consumer
         }
-    })
-    .await;
+    };
+    let mut consumer = start_consumer("1").await;
 
     let workloads_of = |digest: &str| -> Vec<(&str, &str)> {
         if digest == JACKSON {
@@ -312,6 +318,9 @@ async fn events_land_on_the_workloads_that_run_affected_images() {
     let mut found: BTreeSet<Fact> = BTreeSet::new();
     let mut before: Vec<BTreeSet<String>> = vec![BTreeSet::new(), BTreeSet::new()];
     let steps = tocsin_testdata::snapshots(&data, "debian");
+    // Two steps; in the first, the consumer (one entry a page, each event creation slowed to
+    // 50 ms) is killed (SIGKILL) once it has recorded part of the notification, and started
+    // again with larger pages.
     for (i, step) in steps.iter().take(2).enumerate() {
         put_ok(
             &http,
@@ -335,16 +344,47 @@ async fn events_land_on_the_workloads_that_run_affected_images() {
             }
             before[k] = now;
         }
+        if i == 0 {
+            eventually(
+                Duration::from_secs(60),
+                "the consumer starts recording",
+                || {
+                    let (http, url, found) = (http.clone(), url.clone(), found.clone());
+                    async move { (events(&http, &url).await.0 != found).then_some(()) }
+                },
+            )
+            .await;
+            drop(consumer);
+            let recorded = events(&http, &url).await.0.difference(&found).count();
+            let pending = std::fs::read_dir(dir.path().join("state"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            eprintln!(
+                "step {i}: killed the consumer after {recorded} of {} events, {pending} \
+                 notification(s) accepted and not acknowledged",
+                expected.len()
+            );
+            assert!(
+                recorded > 0 && recorded < expected.len(),
+                "killed mid-notification"
+            );
+            assert_eq!(pending, 1, "its checkpoint is on disk");
+            consumer = start_consumer("7").await;
+        }
         let (got, objects) = eventually(
             Duration::from_secs(90),
             "the consumer records the step's events",
             || {
                 let (http, url, expected) = (http.clone(), url.clone(), expected.clone());
+                let log = dir.path().join("kube.log");
                 async move {
                     let (got, n) = events(&http, &url).await;
                     if got != expected {
+                        let log = std::fs::read_to_string(&log).unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(3).collect();
                         eprintln!(
-                            "so far {} of {} events; missing {:?}; unexpected {:?}",
+                            "so far {} of {} events; missing {:?}; unexpected {:?}; the \
+                             consumer's log ends {tail:?}",
                             got.len(),
                             expected.len(),
                             expected.difference(&got).take(3).collect::<Vec<_>>(),
@@ -381,6 +421,16 @@ async fn events_land_on_the_workloads_that_run_affected_images() {
         }
     }
     assert!(!found.is_empty());
+    // Nothing was recorded twice, the killed notification included: no event was aggregated
+    // (in these two steps every (workload, vulnerability) pair is found once).
+    let list = get_json(&http, &format!("{url}/apis/events.k8s.io/v1/events")).await;
+    let repeated: Vec<&Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| !e["series"].is_null())
+        .collect();
+    assert!(repeated.is_empty(), "recorded twice: {repeated:?}");
 
     // The same webhook again: the notification is gone, nothing is recorded.
     let set = &notification_sets(&http, &tocsin.base).await[0];
@@ -426,5 +476,6 @@ async fn events_land_on_the_workloads_that_run_affected_images() {
         }
         Err(e) => eprintln!("kubectl not run ({e}): the events were read over HTTP only"),
     }
+    drop(consumer);
     tocsin.terminate();
 }

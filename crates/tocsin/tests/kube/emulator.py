@@ -17,6 +17,9 @@ are ignored and SelfSubjectAccessReviews are not answered: those are covered wit
 `tower-test` mock in the crate's unit tests, and the consumer runs here with
 `--skip-permission-check`.
 
+One knob for the tests, not a fix: EMULATOR_EVENT_DELAY (seconds) delays every event creation,
+so that a test can stop the consumer in the middle of a notification.
+
 Usage: python emulator.py SEED.json — SEED.json is a JSON array of objects to create (each with
 apiVersion, kind, metadata.name and, when namespaced, metadata.namespace). Prints the server's URL
 on one line, then serves until killed.
@@ -24,11 +27,13 @@ on one line, then serves until killed.
 import asyncio
 import itertools
 import json
+import os
 import sys
 
 import kmock
 from kmock._internal import enums
 
+_event_delay = float(os.environ.get("EMULATOR_EVENT_DELAY", "0"))
 _versions = itertools.count(1)
 _newest = [0]
 
@@ -46,6 +51,8 @@ class Emulator(kmock.KubernetesEmulator):
             and isinstance(request.data, dict)
         ):
             request.data.setdefault("metadata", {})["resourceVersion"] = _next_version()
+            if _event_delay and request.resource.plural == "events":
+                await asyncio.sleep(_event_delay)
         try:
             return await super()._handle(request)
         finally:
