@@ -157,12 +157,9 @@ fn is_go(pair: &(String, String)) -> bool {
 async fn through_clair(core: Option<&str>) -> Option<Found> {
     let data = shared_data()?;
     let bin = clair_bin_with(core)?;
-    let (Some(indexer_db), Some(matcher_db), Some(notifier_db), Some(fronting_db)) = (
-        throwaway_database().await,
-        throwaway_database().await,
-        throwaway_database().await,
-        throwaway_database().await,
-    ) else {
+    let (Some((indexer_db, matcher_db, notifier_db)), Some(fronting_db)) =
+        (clair_databases().await, throwaway_database().await)
+    else {
         return None;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -189,7 +186,6 @@ async fn through_clair(core: Option<&str>) -> Option<Found> {
         .collect();
     files.push((GO_PROGRAM, &program, 0o755));
     let blob_bytes = layer_of(&files);
-    let blob_hex = hex::encode(sha2::Sha256::digest(&blob_bytes));
     let manifest = format!(
         "sha256:{}",
         hex::encode(sha2::Sha256::digest(b"tocsin real-clair pypi and go image"))
@@ -205,26 +201,13 @@ async fn through_clair(core: Option<&str>) -> Option<Found> {
     mirror.publish_records("Go", go.clone()).expect("Go");
 
     let peer = Peer::default();
-    peer.blobs
-        .lock()
-        .expect("lock")
-        .insert(blob_hex.clone(), blob_bytes);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let peer_addr = listener.local_addr().expect("addr");
-    let app = axum::Router::new()
-        .route("/blob/{hex}", get(blob))
-        .route("/hook", post(hook))
-        .route("/fronting-hook", post(fronting_hook))
-        .with_state(peer.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let blob_hex = peer.put_blob(blob_bytes);
+    let peer_addr = peer.serve().await;
 
     // Clair with its updaters off indexes the image; then again with its OSV updater on.
     let (port, intro) = (free_port(), free_port());
     let config = dir.path().join("clair.yaml");
-    let map = dir.path().join("empty-mapping.json");
-    std::fs::write(&map, r#"{"data":{}}"#).expect("mapping file");
+    let map = empty_mapping(dir.path());
     let mut yaml = ClairYaml {
         port,
         intro,

@@ -45,7 +45,7 @@ use axum::routing::{get, post};
 use common::*;
 use serde_json::{json, Value};
 use sha2::Digest as _;
-use tocsin_store_postgres::testing::{in_ci, throwaway_database};
+use tocsin_store_postgres::testing::{in_ci, throwaway_database, TestDatabase};
 
 const DEBIAN_10: &str = "PRETTY_NAME=\"Debian GNU/Linux 10 (buster)\"\nNAME=\"Debian GNU/Linux\"\n\
 VERSION_ID=\"10\"\nVERSION=\"10 (buster)\"\nVERSION_CODENAME=buster\nID=debian\n";
@@ -390,6 +390,47 @@ struct Peer {
     fronting_hooks: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
+impl Peer {
+    /// Serves `bytes` as a layer; returns its hex SHA-256 (its path under `/blob/`).
+    fn put_blob(&self, bytes: Vec<u8>) -> String {
+        let hex = hex::encode(sha2::Sha256::digest(&bytes));
+        self.blobs.lock().expect("lock").insert(hex.clone(), bytes);
+        hex
+    }
+
+    /// Serves the layers and the three webhook receivers on a loopback port.
+    async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .route("/blob/{hex}", get(blob))
+            .route("/hook", post(hook))
+            .route("/tocsin-hook", post(tocsin_hook))
+            .route("/fronting-hook", post(fronting_hook))
+            .with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+}
+
+/// Clair's indexer, matcher and notifier databases, throw-away ones.
+async fn clair_databases() -> Option<(TestDatabase, TestDatabase, TestDatabase)> {
+    Some((
+        throwaway_database().await?,
+        throwaway_database().await?,
+        throwaway_database().await?,
+    ))
+}
+
+/// An empty Red Hat mapping file in `dir` (module doc of [`ClairYaml`]).
+fn empty_mapping(dir: &Path) -> PathBuf {
+    let map = dir.join("empty-mapping.json");
+    std::fs::write(&map, r#"{"data":{}}"#).expect("mapping file");
+    map
+}
+
 async fn blob(State(p): State<Peer>, UrlPath(hex): UrlPath<String>) -> axum::response::Response {
     use axum::response::IntoResponse;
     match p.blobs.lock().expect("lock").get(&hex) {
@@ -487,11 +528,7 @@ fn report_pairs(report: &Value) -> BTreeSet<(String, String)> {
 async fn clair_and_tocsin_agree_on_a_debian_image() {
     let Some(data) = shared_data() else { return };
     let Some(bin) = clair_bin() else { return };
-    let (Some(indexer_db), Some(matcher_db), Some(notifier_db)) = (
-        throwaway_database().await,
-        throwaway_database().await,
-        throwaway_database().await,
-    ) else {
+    let Some((indexer_db, matcher_db, notifier_db)) = clair_databases().await else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -503,29 +540,13 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     ))
     .expect("an IndexReport");
     let status = status_from_report(&report);
-    let blob_bytes = layer(&status);
-    let blob_hex = hex::encode(sha2::Sha256::digest(&blob_bytes));
-    peer.blobs
-        .lock()
-        .expect("lock")
-        .insert(blob_hex.clone(), blob_bytes);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let peer_addr = listener.local_addr().expect("addr");
-    let app = axum::Router::new()
-        .route("/blob/{hex}", get(blob))
-        .route("/hook", post(hook))
-        .route("/tocsin-hook", post(tocsin_hook))
-        .route("/fronting-hook", post(fronting_hook))
-        .with_state(peer.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let blob_hex = peer.put_blob(layer(&status));
+    let peer_addr = peer.serve().await;
 
     // Clair, combo mode, its matcher's updaters off.
     let (port, intro) = (free_port(), free_port());
     let config = dir.path().join("clair.yaml");
-    let map = dir.path().join("empty-mapping.json");
-    std::fs::write(&map, r#"{"data":{}}"#).expect("mapping file");
+    let map = empty_mapping(dir.path());
     let clair_yaml = ClairYaml {
         port,
         intro,
@@ -1346,11 +1367,7 @@ async fn speed_beside_clairs_notifier() {
         .unwrap_or(1000);
     let Some(data) = shared_data() else { return };
     let Some(bin) = clair_bin() else { return };
-    let (Some(indexer_db), Some(matcher_db), Some(notifier_db)) = (
-        throwaway_database().await,
-        throwaway_database().await,
-        throwaway_database().await,
-    ) else {
+    let Some((indexer_db, matcher_db, notifier_db)) = clair_databases().await else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1385,8 +1402,7 @@ async fn speed_beside_clairs_notifier() {
 
     // Clair as three processes, so that its notifier's CPU and memory are its own.
     let (iport, mport, nport) = (free_port(), free_port(), free_port());
-    let map = dir.path().join("empty-mapping.json");
-    std::fs::write(&map, r#"{"data":{}}"#).expect("mapping file");
+    let map = empty_mapping(dir.path());
     let clair_http = client();
     let proxy_clair = Proxy {
         http: clair_http.clone(),
