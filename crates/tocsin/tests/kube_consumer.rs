@@ -478,4 +478,12 @@ async fn events_land_on_the_workloads_that_run_affected_images() {
     }
     drop(consumer);
     tocsin.terminate();
+    // The API server never failed a call: a failure here is the emulator's or the consumer's
+    // fault and would have hidden behind the retry.
+    let log = std::fs::read_to_string(dir.path().join("kube.log")).unwrap_or_default();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("processing a notification failed"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
 }

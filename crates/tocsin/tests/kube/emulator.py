@@ -8,8 +8,11 @@
 - lists carry their `kind` (`PodList`, …) and `apiVersion`, as real clients expect;
 - the core group's discovery (`/api/v1`) says `groupVersion: v1`, not `/v1` (kubectl would
   drop the core group);
-- served requests are not kept (kmock keeps every one for assertions, and slows down as they
-  pile up: ~3 ms a request at first, ~80 ms after ~1,200).
+- a request is forgotten once it is served (kmock keeps every one for assertions, and slows
+  down as they pile up: ~3 ms a request at first, ~80 ms after ~1,200). Only once it is
+  served: kmock finds the reaction for a request by looking for that very request among the
+  ones kept, so dropping all of them while another is in flight answers it with a 500
+  ("no reaction matching the request").
 
 Left as kmock serves it: watch streams go out as `application/octet-stream` (kmock prepares the
 stream response itself; kube-rs reads the stream whatever its type). Label and field selectors
@@ -56,7 +59,9 @@ class Emulator(kmock.KubernetesEmulator):
         try:
             return await super()._handle(request)
         finally:
-            self._requests.clear()
+            # Only this request: kmock matches a request to its reactions by finding it, by
+            # identity, among the requests kept, so one still being served must stay there.
+            self._requests[:] = [r for r in self._requests if r is not request]
 
     async def _serve_list(self, request):
         result = await super()._serve_list(request)
