@@ -28,6 +28,12 @@ pub enum Source {
         /// `callback` of the webhook.
         callback: String,
     },
+    /// Clair v2/v3: a notification name, paged through the v3 gRPC API the consumer is
+    /// configured with.
+    V3 {
+        /// `Notification.Name` of the webhook.
+        name: String,
+    },
 }
 
 impl Source {
@@ -35,12 +41,14 @@ impl Source {
     pub fn key(&self) -> &str {
         match self {
             Source::V4 { id, .. } => id,
+            Source::V3 { name } => name,
         }
     }
 
     fn kind(&self) -> &'static str {
         match self {
             Source::V4 { .. } => "v4",
+            Source::V3 { .. } => "v3",
         }
     }
 }
@@ -57,6 +65,30 @@ pub struct Position {
     /// Every page is processed: only the acknowledgement is left.
     #[serde(default)]
     pub done: bool,
+    /// v3: where each stream is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<Streams>,
+}
+
+/// v3: how far the old and the new stream of a notification are ([`crate::v3`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streams {
+    /// The stream of the vulnerability's old version.
+    pub old: Stream,
+    /// The stream of its new version.
+    pub new: Stream,
+}
+
+/// One stream's progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stream {
+    /// The token of the page being read ("" is the first page).
+    #[serde(default)]
+    pub page: String,
+    /// Every ancestry of the stream with an index at most this is done; `None`: none yet.
+    /// Indexes strictly increase across pages, so nothing at or below it comes again.
+    #[serde(default)]
+    pub through: Option<i32>,
 }
 
 /// One notification's checkpoint.

@@ -1,17 +1,19 @@
 //! One notification, from its checkpoint to its acknowledgement: each page's entries at or
-//! above the severity threshold are matched to the workloads running their manifests, an event
+//! above the severity threshold are matched to the workloads running their images, an event
 //! is recorded for each (workload, entry), the checkpoint moves past the page, and once every
-//! page is done the notification is acknowledged and its checkpoint removed. A failure leaves
-//! the checkpoint where it was: processing it again records nothing twice.
+//! page is done the notification is acknowledged (v4: deleted; v2/v3: marked read) and its
+//! checkpoint removed. A failure leaves the checkpoint where it was: processing it again
+//! records nothing twice.
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tocsin_model::Severity;
+use tocsin_model::{Digest, Severity};
 
 use crate::checkpoint::{Checkpoint, Checkpoints, Position, Source};
 use crate::cluster::Cluster;
-use crate::events::Finding;
+use crate::events::{Finding, Reason};
 use crate::recorder::{Record, Recorded};
+use crate::v3;
 use crate::v4;
 use crate::KubeError;
 
@@ -20,10 +22,13 @@ use crate::KubeError;
 pub struct Outcome {
     /// Pages read.
     pub pages: u64,
-    /// Entries read.
+    /// Entries read (v3: images of either stream that needed an event).
     pub entries: u64,
     /// Entries below the severity threshold, skipped.
     pub below_threshold: u64,
+    /// Entries naming an image by something other than a manifest digest, which no pod can be
+    /// matched on.
+    pub unmatchable: u64,
     /// (workload, entry) pairs matched.
     pub matched: u64,
     /// Events created.
@@ -37,21 +42,31 @@ pub struct Outcome {
     pub gone: bool,
 }
 
+/// One event to record, for every workload running `image`.
+struct Item {
+    image: String,
+    severity: Severity,
+    finding: Finding,
+}
+
 /// Processes notifications.
 pub struct Consumer {
     cluster: Arc<dyn Cluster>,
     recorder: Arc<dyn Record>,
     notifier: v4::Client,
+    v3: Option<v3::Client>,
     checkpoints: Checkpoints,
     min_severity: Severity,
 }
 
 impl Consumer {
-    /// A consumer recording events for entries of at least `min_severity`.
+    /// A consumer recording events for entries of at least `min_severity`; v2/v3
+    /// notifications are paged through `v3` (without it, they cannot be accepted).
     pub fn new(
         cluster: Arc<dyn Cluster>,
         recorder: Arc<dyn Record>,
         notifier: v4::Client,
+        v3: Option<v3::Client>,
         checkpoints: Checkpoints,
         min_severity: Severity,
     ) -> Consumer {
@@ -59,6 +74,7 @@ impl Consumer {
             cluster,
             recorder,
             notifier,
+            v3,
             checkpoints,
             min_severity,
         }
@@ -67,6 +83,11 @@ impl Consumer {
     /// The checkpoints, to resume what a previous run accepted.
     pub fn checkpoints(&self) -> &Checkpoints {
         &self.checkpoints
+    }
+
+    /// Whether v2/v3 notifications can be processed (a v3 API is configured).
+    pub fn takes_v3(&self) -> bool {
+        self.v3.is_some()
     }
 
     /// Accepts a notification: writes its checkpoint unless it has one (a webhook sent again
@@ -84,69 +105,166 @@ impl Consumer {
     }
 
     /// Processes `checkpoint` to the end (module doc).
-    pub async fn process(&self, mut checkpoint: Checkpoint) -> Result<Outcome, KubeError> {
+    pub async fn process(&self, checkpoint: Checkpoint) -> Result<Outcome, KubeError> {
         let mut out = Outcome::default();
-        let Source::V4 { id, callback } = checkpoint.source.clone();
-        while !checkpoint.position.done {
-            let Some(page) = self
-                .notifier
-                .page(&callback, checkpoint.position.next.as_deref())
-                .await?
-            else {
-                tracing::info!(notification = %id, "the notifier no longer has it; nothing more to do");
-                self.checkpoints.remove(&checkpoint.source)?;
-                out.gone = true;
-                return Ok(out);
-            };
-            self.record_page(&id, &page.entries, &mut out).await?;
-            out.pages += 1;
-            checkpoint.position.pages += 1;
-            match page.next {
-                Some(next) => checkpoint.position.next = Some(next),
-                None => checkpoint.position.done = true,
+        let source = checkpoint.source.clone();
+        let finished = match &source {
+            Source::V4 { id, callback } => {
+                self.process_v4(checkpoint, id, callback, &mut out).await?
             }
-            self.checkpoints.save(&checkpoint)?;
+            Source::V3 { name } => self.process_v3(checkpoint, name, &mut out).await?,
+        };
+        if !finished {
+            tracing::info!(
+                notification = source.key(),
+                "the notifier no longer has it; nothing more to do"
+            );
+            self.checkpoints.remove(&source)?;
+            out.gone = true;
+            return Ok(out);
         }
-        self.notifier.acknowledge(&callback).await?;
-        self.checkpoints.remove(&checkpoint.source)?;
+        self.checkpoints.remove(&source)?;
         tracing::info!(
-            notification = %id,
+            notification = source.key(),
             pages = out.pages,
             entries = out.entries,
             matched = out.matched,
             created = out.created,
             aggregated = out.aggregated,
             already_recorded = out.already_recorded,
+            unmatchable = out.unmatchable,
             "notification processed and acknowledged"
         );
         Ok(out)
     }
 
-    async fn record_page(
+    /// The v4 pages, then `DELETE`; false when the notification is gone.
+    async fn process_v4(
+        &self,
+        mut checkpoint: Checkpoint,
+        id: &str,
+        callback: &str,
+        out: &mut Outcome,
+    ) -> Result<bool, KubeError> {
+        {
+            while !checkpoint.position.done {
+                let Some(page) = self
+                    .notifier
+                    .page(callback, checkpoint.position.next.as_deref())
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let items = page
+                    .entries
+                    .into_iter()
+                    .map(|e| Item {
+                        image: e.manifest.to_string(),
+                        severity: e.severity,
+                        finding: Finding {
+                            reason: e.reason,
+                            vulnerability: e.vulnerability,
+                            severity: e.severity.to_string(),
+                            package: e.package,
+                            fixed_in: e.fixed_in,
+                            image: e.manifest.to_string(),
+                        },
+                    })
+                    .collect();
+                self.record(id, items, out).await?;
+                out.pages += 1;
+                checkpoint.position.pages += 1;
+                match page.next {
+                    Some(next) => checkpoint.position.next = Some(next),
+                    None => checkpoint.position.done = true,
+                }
+                self.checkpoints.save(&checkpoint)?;
+            }
+            self.notifier.acknowledge(callback).await?;
+            Ok(true)
+        }
+    }
+
+    /// The v3 streams side by side ([`v3::step`]), then `MarkNotificationAsRead`; false when
+    /// the notification is gone.
+    async fn process_v3(
+        &self,
+        mut checkpoint: Checkpoint,
+        name: &str,
+        out: &mut Outcome,
+    ) -> Result<bool, KubeError> {
+        let Some(client) = &self.v3 else {
+            return Err(KubeError::Config(format!(
+                "notification {name}: a v2/v3 notification, and no v3 API is configured (--clair-v3)"
+            )));
+        };
+        while !checkpoint.position.done {
+            let at = checkpoint.position.streams.clone().unwrap_or_default();
+            let Some(page) = client.page(name, &at).await? else {
+                return Ok(false);
+            };
+            let step = v3::step(&at, &page);
+            let item = |a: &v3::Ancestry, reason: Reason, v: &v3::Vulnerability| Item {
+                image: a.name.clone(),
+                severity: v.normalized_severity(),
+                finding: Finding {
+                    reason,
+                    vulnerability: v.name.clone(),
+                    severity: v.severity.clone(),
+                    package: String::new(),
+                    fixed_in: v.fixed_by.clone(),
+                    image: a.name.clone(),
+                },
+            };
+            let mut items = Vec::new();
+            for (ancestries, reason, v) in [
+                (&step.found, Reason::Found, &page.new.vulnerability),
+                (&step.resolved, Reason::Resolved, &page.old.vulnerability),
+            ] {
+                if ancestries.is_empty() {
+                    continue;
+                }
+                let Some(v) = v else {
+                    return Err(KubeError::Notifier(format!(
+                        "notification {name}: a stream names images but no vulnerability"
+                    )));
+                };
+                items.extend(ancestries.iter().map(|a| item(a, reason, v)));
+            }
+            self.record(name, items, out).await?;
+            out.pages += 1;
+            checkpoint.position.pages += 1;
+            checkpoint.position.streams = Some(step.next);
+            checkpoint.position.done = step.done;
+            self.checkpoints.save(&checkpoint)?;
+        }
+        client.mark_read(name).await?;
+        Ok(true)
+    }
+
+    async fn record(
         &self,
         notification: &str,
-        entries: &[v4::Entry],
+        items: Vec<Item>,
         out: &mut Outcome,
     ) -> Result<(), KubeError> {
-        out.entries += entries.len() as u64;
-        let wanted: Vec<&v4::Entry> = entries
-            .iter()
-            .filter(|e| e.severity >= self.min_severity)
-            .collect();
-        out.below_threshold += (entries.len() - wanted.len()) as u64;
-        let digests: BTreeSet<_> = wanted.iter().map(|e| e.manifest.clone()).collect();
-        let running = self.cluster.running(&digests).await?;
-        for entry in wanted {
-            let Some(workloads) = running.get(&entry.manifest) else {
+        out.entries += items.len() as u64;
+        let mut wanted = Vec::with_capacity(items.len());
+        for item in items {
+            if item.severity < self.min_severity {
+                out.below_threshold += 1;
                 continue;
-            };
-            let finding = Finding {
-                reason: entry.reason,
-                vulnerability: entry.vulnerability.clone(),
-                severity: entry.severity.to_string(),
-                package: entry.package.clone(),
-                fixed_in: entry.fixed_in.clone(),
-                image: entry.manifest.to_string(),
+            }
+            match Digest::parse(&item.image) {
+                Ok(d) => wanted.push((d, item.finding)),
+                Err(_) => out.unmatchable += 1,
+            }
+        }
+        let digests: BTreeSet<Digest> = wanted.iter().map(|(d, _)| d.clone()).collect();
+        let running = self.cluster.running(&digests).await?;
+        for (digest, finding) in wanted {
+            let Some(workloads) = running.get(&digest) else {
+                continue;
             };
             for workload in workloads {
                 out.matched += 1;
@@ -289,6 +407,7 @@ mod tests {
             Arc::new(Fixed),
             recorder,
             v4::Client::new(None, 2, std::time::Duration::from_secs(5)).expect("a client"),
+            None,
             Checkpoints::open(dir).expect("checkpoints"),
             Severity::Medium,
         )

@@ -83,14 +83,20 @@ impl Finding {
         } else {
             format!("fixed in {}", self.fixed_in)
         };
+        // v2/v3 notifications name no package.
+        let package = if self.package.is_empty() {
+            String::new()
+        } else {
+            format!(" in package {}", self.package)
+        };
         let text = match self.reason {
             Reason::Found => format!(
-                "image has vulnerability {} ({}) in package {}, {fixed}: {}",
-                self.vulnerability, self.severity, self.package, self.image
+                "image has vulnerability {} ({}){package}, {fixed}: {}",
+                self.vulnerability, self.severity, self.image
             ),
             Reason::Resolved => format!(
-                "image no longer has vulnerability {} ({}) in package {}: {}",
-                self.vulnerability, self.severity, self.package, self.image
+                "image no longer has vulnerability {} ({}){package}: {}",
+                self.vulnerability, self.severity, self.image
             ),
         };
         truncate(text, NOTE_LIMIT)
@@ -204,6 +210,8 @@ pub fn event(
                     (IMAGE_ANNOTATION, finding.image.as_str()),
                 ]
                 .into_iter()
+                // v2/v3 notifications name no package.
+                .filter(|(_, v)| !v.is_empty())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             ),
@@ -255,6 +263,22 @@ mod tests {
         assert!(annotations[IMAGE_ANNOTATION]
             .as_str()
             .is_some_and(|i| i.starts_with("sha256:")));
+
+        // A v2/v3 notification names no package: the note says nothing of one, and there is
+        // no empty annotation.
+        let v3 = Finding {
+            package: String::new(),
+            fixed_in: String::new(),
+            ..finding("CVE-2022-1292")
+        };
+        let e = event(&workload(), &v3, &reporter, "n-2", at);
+        let note = e.note.as_deref().expect("a note");
+        assert!(
+            note.starts_with("image has vulnerability CVE-2022-1292 (High), no fixed version: "),
+            "{note}"
+        );
+        let json = serde_json::to_value(&e).expect("JSON");
+        assert!(json["metadata"]["annotations"][PACKAGE_ANNOTATION].is_null());
     }
 
     #[test]

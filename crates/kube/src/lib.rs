@@ -14,6 +14,8 @@
 //! - [`recorder`]: records them through the API server, each notification at most once;
 //! - [`checkpoint`]: how far each notification is, on disk, so a restart resumes it;
 //! - [`v4`]: Clair v4's webhook, pages and acknowledgement;
+//! - [`v3`]: Clair v2/v3's webhook, the v3 gRPC pages and read mark, and the side-by-side walk
+//!   of a notification's old and new streams;
 //! - [`service`]: the webhook endpoint and the worker; [`rbac`]: the start-up permission check.
 //!
 //! This crate is the only one that depends on kube-rs and k8s-openapi, so the notifier's crates
@@ -28,6 +30,7 @@ pub mod images;
 pub mod rbac;
 pub mod recorder;
 pub mod service;
+pub mod v3;
 pub mod v4;
 pub mod workloads;
 
@@ -69,6 +72,10 @@ use tocsin_model::Severity;
 pub struct Settings {
     /// Namespaces watched; all when empty.
     pub namespaces: Vec<String>,
+    /// Only pods with these labels are watched (a label selector, `app=web,tier!=test`).
+    pub pod_selector: Option<String>,
+    /// How long the first list of pods may take before start-up fails.
+    pub ready_within: Duration,
     /// Entries below this severity record nothing.
     pub min_severity: Severity,
     /// Where checkpoints are kept.
@@ -77,7 +84,12 @@ pub struct Settings {
     pub inbound_psk: Option<(PskKey, Vec<String>)>,
     /// Signs the consumer's calls to pull APIs.
     pub signer: Option<PskSigner>,
-    /// Entries per page asked for.
+    /// Clair's v3 gRPC API (`http://` or `https://host:port`), through which v2/v3 webhooks
+    /// (`POST /clair`) are paged; without it that path answers 404.
+    pub clair_v3: Option<String>,
+    /// A PEM CA bundle trusted for an `https` v3 API, besides the web's roots.
+    pub clair_v3_ca: Option<Vec<u8>>,
+    /// Entries per page asked for (v3: images per stream and page).
     pub page_size: u32,
     /// Timeout of each call to a notifier.
     pub timeout: Duration,
@@ -113,13 +125,31 @@ pub async fn run(
     }
     let checkpoints = checkpoint::Checkpoints::open(&settings.state_dir)?;
     let controllers = Arc::new(workloads::ApiControllers::new(client.clone()));
-    let pods = cluster::PodCache::start(client.clone(), &settings.namespaces, controllers).await?;
+    let pods = cluster::PodCache::start(
+        client.clone(),
+        &settings.namespaces,
+        settings.pod_selector.as_deref(),
+        controllers,
+        settings.ready_within,
+    )
+    .await?;
     let recorder = recorder::Recorder::new(client, settings.reporter);
+    let v3 = match &settings.clair_v3 {
+        Some(url) => Some(v3::Client::new(
+            url,
+            settings.clair_v3_ca.as_deref(),
+            settings.signer.clone(),
+            settings.page_size,
+            settings.timeout,
+        )?),
+        None => None,
+    };
     let notifier = v4::Client::new(settings.signer, settings.page_size, settings.timeout)?;
     let consumer = consume::Consumer::new(
         Arc::new(pods),
         Arc::new(recorder),
         notifier,
+        v3,
         checkpoints,
         settings.min_severity,
     );

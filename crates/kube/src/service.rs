@@ -7,6 +7,11 @@
 //!   never lost; the work happens after, as the original consumer does it. With a PSK, the
 //!   request must carry a bearer JWT signed with it by an allowed issuer (Clair's notifier signs
 //!   as `clair-notifier`); otherwise 401.
+//! - `POST /clair`: Clair v1/v2/v3's webhook (`{"Notification":{"Name"}}`), paged through the
+//!   v3 gRPC API the consumer is configured with (404 when none is). Accepted the same way.
+//!   Clair of those generations sent no token (only, optionally, a TLS client certificate), so
+//!   this path takes none: a forged webhook can at most make the consumer read, from the
+//!   configured Clair, a notification that exists there — which it would read anyway.
 //! - `GET /healthz`: 200 once the pod cache is filled (the server starts after it is);
 //!   `GET /metrics`: Prometheus text — notifications received, processed and failed, workloads
 //!   matched, events by outcome.
@@ -89,10 +94,45 @@ async fn webhook_v4(
             "the webhook needs a notification_id and an absolute callback URL\n".into(),
         );
     }
-    let source = Source::V4 {
-        id: hook.notification_id,
-        callback: hook.callback,
+    accept(
+        &app,
+        Source::V4 {
+            id: hook.notification_id,
+            callback: hook.callback,
+        },
+    )
+}
+
+async fn webhook_v3(State(app): State<AppState>, body: axum::body::Bytes) -> (StatusCode, String) {
+    if !app.consumer.takes_v3() {
+        return (
+            StatusCode::NOT_FOUND,
+            "no Clair v3 API is configured (--clair-v3), so v2/v3 webhooks cannot be paged\n"
+                .into(),
+        );
+    }
+    let hook: crate::v3::Webhook = match serde_json::from_slice(&body) {
+        Ok(h) => h,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a Clair v2/v3 webhook body: {e}\n"),
+            )
+        }
     };
+    let name = hook.notification.name;
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the webhook's Notification.Name must be a name of 1 to 256 printable characters\n"
+                .into(),
+        );
+    }
+    accept(&app, Source::V3 { name })
+}
+
+/// Accepts `source` (its checkpoint written) and queues it.
+fn accept(app: &AppState, source: Source) -> (StatusCode, String) {
     match app.consumer.accept(source) {
         Ok(checkpoint) => {
             metrics::counter!("tocsin_kube_notifications_received_total").increment(1);
@@ -114,6 +154,7 @@ fn router(app: AppState) -> Router {
     let metrics = app.inbound.metrics.clone();
     Router::new()
         .route("/clair/v4", post(webhook_v4))
+        .route("/clair", post(webhook_v3))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
@@ -202,7 +243,7 @@ pub async fn run(
     }
     let worker = tokio::spawn(work(consumer.clone(), queue.clone(), accepted));
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "the Kubernetes consumer listens (POST /clair/v4)");
+    tracing::info!(addr = ?addr, "the Kubernetes consumer listens (POST /clair/v4, POST /clair)");
     let app = router(AppState {
         consumer,
         queue,

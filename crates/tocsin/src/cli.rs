@@ -68,7 +68,7 @@ pub enum Command {
 #[cfg(feature = "kube")]
 #[derive(Debug, Args)]
 pub struct KubeArgs {
-    /// Address of the webhook endpoint (POST /clair/v4) and of /healthz.
+    /// Address of the webhook endpoints (POST /clair/v4, POST /clair) and of /healthz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "TOCSIN_KUBE_LISTEN")]
     pub listen: String,
     /// A namespace to watch (repeat, or separate with commas); every namespace when none.
@@ -78,6 +78,9 @@ pub struct KubeArgs {
         env = "TOCSIN_KUBE_NAMESPACES"
     )]
     pub namespaces: Vec<String>,
+    /// Watch only pods with these labels (a Kubernetes label selector: app=web,tier!=test).
+    #[arg(long, env = "TOCSIN_KUBE_POD_SELECTOR")]
+    pub pod_selector: Option<String>,
     /// The lowest severity recorded: Unknown (everything), Negligible, Low, Medium, High,
     /// Critical.
     #[arg(long, default_value = "Unknown", env = "TOCSIN_KUBE_MIN_SEVERITY")]
@@ -103,7 +106,14 @@ pub struct KubeArgs {
     /// Issuer of the consumer's own signed calls (list it in the notifier's `auth.psk.iss`).
     #[arg(long, default_value = "quay")]
     pub sign_as: String,
-    /// Entries per page asked of the pull API.
+    /// Clair's v3 gRPC API (http:// or https://host:port; tocsin serves it on its HTTP port):
+    /// v2/v3 webhooks (POST /clair) are paged through it. Without it, POST /clair answers 404.
+    #[arg(long, env = "TOCSIN_KUBE_CLAIR_V3")]
+    pub clair_v3: Option<String>,
+    /// A PEM CA bundle trusted for an https --clair-v3, besides the web's roots.
+    #[arg(long, env = "TOCSIN_KUBE_CLAIR_V3_CA")]
+    pub clair_v3_ca: Option<PathBuf>,
+    /// Entries per page asked of the pull API (v3: images per stream and page).
     #[arg(long, default_value_t = 500)]
     pub page_size: u32,
     /// Timeout of each call to the notifier (Go duration: 30s, 1m).

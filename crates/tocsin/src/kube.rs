@@ -43,6 +43,12 @@ fn settings(args: &KubeArgs) -> Result<Settings> {
     if args.page_size == 0 {
         return Err(anyhow!("--page-size must be at least 1"));
     }
+    let clair_v3_ca = match &args.clair_v3_ca {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("--clair-v3-ca {}", path.display()))?)
+        }
+        None => None,
+    };
     Ok(Settings {
         namespaces: args
             .namespaces
@@ -50,12 +56,17 @@ fn settings(args: &KubeArgs) -> Result<Settings> {
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty())
             .collect(),
+        pod_selector: args.pod_selector.clone(),
+        // The first list also waits for the API server to come up; a minute, then a clear error.
+        ready_within: std::time::Duration::from_secs(60),
         min_severity,
         state_dir: args.state_dir.clone(),
         signer: key
             .as_ref()
             .map(|k| PskSigner::with_issuer(k, &args.sign_as)),
         inbound_psk: key.map(|k| (k, args.psk_issuers.clone())),
+        clair_v3: args.clair_v3.clone(),
+        clair_v3_ca,
         page_size: args.page_size,
         timeout,
         reporter,

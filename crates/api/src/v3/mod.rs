@@ -5,8 +5,9 @@
 //! gRPC shares the HTTP listener: the generated services are ordinary routes of the axum router
 //! (`/coreos.clair.NotificationService/*`, `/clairpb.NotificationService/*`), and the server
 //! speaks HTTP/1.1 and HTTP/2 (h2c) on one port, so a gRPC client and a REST client reach the
-//! same address. The code is generated at build time from `proto/*.proto` (see `build.rs`); both
-//! packages use one set of message types, so one implementation answers both.
+//! same address. The code is generated in crate `tocsin-clairpb` (shared with the Kubernetes
+//! consumer's client); both packages use one set of message types, so one implementation answers
+//! both.
 //!
 //! Each stream (old, new) pages on its own: an empty token is the first page, `next_page` is the
 //! engine's signed cursor for that stream and notification, empty once the stream ends; every
@@ -23,21 +24,8 @@ use uuid::Uuid;
 
 use crate::AppState;
 
-/// The code generated from `proto/`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod pb {
-    /// Package `coreos.clair`.
-    pub mod coreos {
-        /// Package `coreos.clair`: messages and the service.
-        pub mod clair {
-            include!(concat!(env!("OUT_DIR"), "/coreos.clair.rs"));
-        }
-    }
-    /// Package `clairpb` (before 2018-04): the service, on the same messages.
-    pub mod clairpb {
-        include!(concat!(env!("OUT_DIR"), "/clairpb.rs"));
-    }
-}
+/// The generated protocol code (crate `tocsin-clairpb`), under its old path.
+pub use tocsin_clairpb as pb;
 
 use pb::coreos::clair as msg;
 

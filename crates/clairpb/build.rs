@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .build_transport(false)
-        .extern_path(".clairpb", "crate::v3::pb::coreos::clair")
+        .extern_path(".clairpb", "crate::coreos::clair")
         .compile_with_config(config(), &[old], &[dir.to_path_buf(), include])?;
     Ok(())
 }
