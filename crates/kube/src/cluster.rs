@@ -29,14 +29,24 @@ use crate::images;
 use crate::workloads::{workload_of, Controllers, Workload};
 use crate::KubeError;
 
+/// An image as a pod can be found running it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Image {
+    /// By manifest digest ([`images::digests`]).
+    Digest(Digest),
+    /// By normalised reference, for containers whose digest is not known
+    /// ([`images::unresolved`]).
+    Reference(String),
+}
+
 /// The workloads running images.
 #[async_trait::async_trait]
 pub trait Cluster: Send + Sync {
-    /// For each of `digests` that some watched pod runs, the workloads running it.
+    /// For each of `images` that some watched pod runs, the workloads running it.
     async fn running(
         &self,
-        digests: &BTreeSet<Digest>,
-    ) -> Result<BTreeMap<Digest, BTreeSet<Workload>>, KubeError>;
+        images: &BTreeSet<Image>,
+    ) -> Result<BTreeMap<Image, BTreeSet<Workload>>, KubeError>;
 }
 
 /// [`Cluster`] from watched pods.
@@ -164,15 +174,25 @@ impl Drop for PodCache {
 impl Cluster for PodCache {
     async fn running(
         &self,
-        digests: &BTreeSet<Digest>,
-    ) -> Result<BTreeMap<Digest, BTreeSet<Workload>>, KubeError> {
-        let mut out: BTreeMap<Digest, BTreeSet<Workload>> = BTreeMap::new();
+        wanted: &BTreeSet<Image>,
+    ) -> Result<BTreeMap<Image, BTreeSet<Workload>>, KubeError> {
+        let by_reference = wanted.iter().any(|i| matches!(i, Image::Reference(_)));
+        let mut out: BTreeMap<Image, BTreeSet<Workload>> = BTreeMap::new();
         for store in &self.stores {
             for pod in store.state() {
-                let runs: Vec<Digest> = images::digests(&pod)
+                let mut runs: Vec<Image> = images::digests(&pod)
                     .into_iter()
-                    .filter(|d| digests.contains(d))
+                    .map(Image::Digest)
+                    .filter(|i| wanted.contains(i))
                     .collect();
+                if by_reference {
+                    runs.extend(
+                        images::unresolved(&pod)
+                            .into_iter()
+                            .map(Image::Reference)
+                            .filter(|i| wanted.contains(i)),
+                    );
+                }
                 if runs.is_empty() {
                     continue;
                 }
@@ -343,14 +363,18 @@ mod tests {
 
     /// The names of the (bare) pods the cache finds running any of `names`' digests.
     async fn running(cache: &PodCache, names: &[&str]) -> BTreeSet<String> {
-        let digests: BTreeSet<Digest> = names
+        let digests: BTreeSet<Image> = names
             .iter()
-            .map(|n| Digest::parse(&digest(n)).expect("a digest"))
+            .map(|n| Image::Digest(Digest::parse(&digest(n)).expect("a digest")))
             .collect();
         let found = cache.running(&digests).await.expect("answered");
         for (d, workloads) in &found {
             for w in workloads {
-                assert_eq!(d.to_string(), digest(&w.name), "{w:?}");
+                assert_eq!(
+                    d,
+                    &Image::Digest(Digest::parse(&digest(&w.name)).expect("a digest")),
+                    "{w:?}"
+                );
                 assert_eq!(
                     (w.kind.as_str(), w.uid.clone()),
                     ("Pod", format!("uid-{}", w.name))

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use tocsin_model::{Digest, Severity};
 
 use crate::checkpoint::{Checkpoint, Checkpoints, Position, Source};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Image};
 use crate::events::{Finding, Reason};
 use crate::recorder::{Record, Recorded};
+use crate::tags::{self, TagMap};
 use crate::v3;
 use crate::v4;
 use crate::KubeError;
@@ -26,8 +27,8 @@ pub struct Outcome {
     pub entries: u64,
     /// Entries below the severity threshold, skipped.
     pub below_threshold: u64,
-    /// Entries naming an image by something other than a manifest digest, which no pod can be
-    /// matched on.
+    /// Entries naming an image by something other than a manifest digest, with no tag mapping
+    /// to match pods on it.
     pub unmatchable: u64,
     /// (workload, entry) pairs matched.
     pub matched: u64,
@@ -55,6 +56,7 @@ pub struct Consumer {
     recorder: Arc<dyn Record>,
     notifier: v4::Client,
     v3: Option<v3::Client>,
+    tags: Option<TagMap>,
     checkpoints: Checkpoints,
     min_severity: Severity,
 }
@@ -75,9 +77,16 @@ impl Consumer {
             recorder,
             notifier,
             v3,
+            tags: None,
             checkpoints,
             min_severity,
         }
+    }
+
+    /// Also matches containers whose digest is not known, by reference through `tags`.
+    pub fn with_tags(mut self, tags: TagMap) -> Consumer {
+        self.tags = Some(tags);
+        self
     }
 
     /// The checkpoints, to resume what a previous run accepted.
@@ -171,7 +180,8 @@ impl Consumer {
                         },
                     })
                     .collect();
-                self.record(id, items, out).await?;
+                self.record(id, &tags::origin(callback)?, items, out)
+                    .await?;
                 out.pages += 1;
                 checkpoint.position.pages += 1;
                 match page.next {
@@ -231,7 +241,7 @@ impl Consumer {
                 };
                 items.extend(ancestries.iter().map(|a| item(a, reason, v)));
             }
-            self.record(name, items, out).await?;
+            self.record(name, &client.origin(), items, out).await?;
             out.pages += 1;
             checkpoint.position.pages += 1;
             checkpoint.position.streams = Some(step.next);
@@ -242,30 +252,51 @@ impl Consumer {
         Ok(true)
     }
 
+    /// Records `items` of `notification` (sent by the notifier at `origin`) on the workloads
+    /// running their images.
     async fn record(
         &self,
         notification: &str,
+        origin: &str,
         items: Vec<Item>,
         out: &mut Outcome,
     ) -> Result<(), KubeError> {
         out.entries += items.len() as u64;
-        let mut wanted = Vec::with_capacity(items.len());
+        let mut wanted: Vec<(Vec<Image>, Finding)> = Vec::with_capacity(items.len());
         for item in items {
             if item.severity < self.min_severity {
                 out.below_threshold += 1;
                 continue;
             }
-            match Digest::parse(&item.image) {
-                Ok(d) => wanted.push((d, item.finding)),
-                Err(_) => out.unmatchable += 1,
+            let mut keys = Vec::with_capacity(2);
+            match (Digest::parse(&item.image), &self.tags) {
+                (Ok(d), Some(tags)) => {
+                    if let Some(r) = tags.reference(origin, &d).await? {
+                        keys.push(Image::Reference(r));
+                    }
+                    keys.push(Image::Digest(d));
+                }
+                (Ok(d), None) => keys.push(Image::Digest(d)),
+                (Err(_), Some(tags)) => {
+                    keys.extend(tags.name_as_reference(&item.image).map(Image::Reference));
+                }
+                (Err(_), None) => {}
             }
-        }
-        let digests: BTreeSet<Digest> = wanted.iter().map(|(d, _)| d.clone()).collect();
-        let running = self.cluster.running(&digests).await?;
-        for (digest, finding) in wanted {
-            let Some(workloads) = running.get(&digest) else {
+            if keys.is_empty() {
+                out.unmatchable += 1;
                 continue;
-            };
+            }
+            wanted.push((keys, item.finding));
+        }
+        let images: BTreeSet<Image> = wanted.iter().flat_map(|(k, _)| k.clone()).collect();
+        let running = self.cluster.running(&images).await?;
+        for (keys, finding) in wanted {
+            // A workload running the image both by digest and by reference is one workload.
+            let workloads: BTreeSet<&crate::workloads::Workload> = keys
+                .iter()
+                .filter_map(|k| running.get(k))
+                .flatten()
+                .collect();
             for workload in workloads {
                 out.matched += 1;
                 match self
@@ -308,10 +339,10 @@ mod tests {
     impl Cluster for Fixed {
         async fn running(
             &self,
-            digests: &BTreeSet<Digest>,
-        ) -> Result<BTreeMap<Digest, BTreeSet<Workload>>, KubeError> {
-            let a = Digest::parse(A).expect("a digest");
-            Ok(digests
+            images: &BTreeSet<Image>,
+        ) -> Result<BTreeMap<Image, BTreeSet<Workload>>, KubeError> {
+            let a = Image::Digest(Digest::parse(A).expect("a digest"));
+            Ok(images
                 .iter()
                 .filter(|d| **d == a)
                 .map(|d| (d.clone(), [workload("web"), workload("api")].into()))

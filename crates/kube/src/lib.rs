@@ -6,7 +6,8 @@
 //! - [`consume`]: one notification from its checkpoint to its acknowledgement, page by page;
 //! - [`cluster`]: the watched pods, and which workloads run a manifest;
 //! - [`images`]: which manifest digests a pod runs (container statuses' `imageID`, pinned spec
-//!   images);
+//!   images), and by which references the containers of unknown digest run theirs;
+//! - [`tags`]: the optional mapping of manifests to references through a manifest label;
 //! - [`workloads`]: which workload a pod belongs to (its controller, walked up through
 //!   ReplicaSets and Jobs);
 //! - [`events`]: the events.k8s.io/v1 event for one (workload, vulnerability, reason), named so
@@ -30,6 +31,7 @@ pub mod images;
 pub mod rbac;
 pub mod recorder;
 pub mod service;
+pub mod tags;
 pub mod v3;
 pub mod v4;
 pub mod workloads;
@@ -76,6 +78,9 @@ pub struct Settings {
     pub pod_selector: Option<String>,
     /// How long the first list of pods may take before start-up fails.
     pub ready_within: Duration,
+    /// Match containers whose digest is not known by reference, through this manifest label
+    /// ([`tags`]).
+    pub tag_label: Option<String>,
     /// Entries below this severity record nothing.
     pub min_severity: Severity,
     /// Where checkpoints are kept.
@@ -144,6 +149,14 @@ pub async fn run(
         )?),
         None => None,
     };
+    let tags = match &settings.tag_label {
+        Some(label) => Some(tags::TagMap::new(
+            label,
+            settings.signer.clone(),
+            settings.timeout,
+        )?),
+        None => None,
+    };
     let notifier = v4::Client::new(settings.signer, settings.page_size, settings.timeout)?;
     let consumer = consume::Consumer::new(
         Arc::new(pods),
@@ -153,6 +166,10 @@ pub async fn run(
         checkpoints,
         settings.min_severity,
     );
+    let consumer = match tags {
+        Some(t) => consumer.with_tags(t),
+        None => consumer,
+    };
     service::run(
         Arc::new(consumer),
         service::Inbound {

@@ -266,6 +266,11 @@ impl Client {
         })
     }
 
+    /// `scheme://host:port` of the API.
+    pub fn origin(&self) -> String {
+        crate::tags::origin(&self.target).unwrap_or_else(|_| self.target.clone())
+    }
+
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>, KubeError> {
         let mut req = tonic::Request::new(message);
         if let Some(s) = &self.signer {

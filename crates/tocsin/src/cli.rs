@@ -56,12 +56,13 @@ pub enum Command {
     /// Inspect and acknowledge notification sets.
     #[command(subcommand)]
     Notification(NotificationCommand),
-    /// Run the Kubernetes consumer: receive Clair v4 notification webhooks (POST /clair/v4),
-    /// page each notification, record an event on every workload running an affected image
-    /// (Warning VulnerabilityFound, Normal VulnerabilityResolved), then acknowledge it. Talks to
-    /// the cluster through the in-cluster service account, else the kubeconfig.
+    /// Run the Kubernetes consumer: receive Clair notification webhooks (v4 at POST /clair/v4,
+    /// v2/v3 at POST /clair), page each notification, record an event on every workload running
+    /// an affected image (Warning VulnerabilityFound, Normal VulnerabilityResolved), then
+    /// acknowledge it. Talks to the cluster through the in-cluster service account, else the
+    /// kubeconfig.
     #[cfg(feature = "kube")]
-    Kube(KubeArgs),
+    Kube(Box<KubeArgs>),
 }
 
 /// `tocsin kube` options.
@@ -81,6 +82,11 @@ pub struct KubeArgs {
     /// Watch only pods with these labels (a Kubernetes label selector: app=web,tier!=test).
     #[arg(long, env = "TOCSIN_KUBE_POD_SELECTOR")]
     pub pod_selector: Option<String>,
+    /// Also match containers whose digest is not known (not started yet, or a runtime that
+    /// reports none) by their image reference, through this manifest label of the notifier's
+    /// manifests (tocsin: `image=registry/repo:tag`).
+    #[arg(long, env = "TOCSIN_KUBE_TAG_LABEL")]
+    pub tag_label: Option<String>,
     /// The lowest severity recorded: Unknown (everything), Negligible, Low, Medium, High,
     /// Critical.
     #[arg(long, default_value = "Unknown", env = "TOCSIN_KUBE_MIN_SEVERITY")]

@@ -57,6 +57,7 @@ fn settings(args: &KubeArgs) -> Result<Settings> {
             .filter(|n| !n.is_empty())
             .collect(),
         pod_selector: args.pod_selector.clone(),
+        tag_label: args.tag_label.clone(),
         // The first list also waits for the API server to come up; a minute, then a clear error.
         ready_within: std::time::Duration::from_secs(60),
         min_severity,

@@ -12,7 +12,10 @@
 //! - DaemonSet `agent`: the image as an init container;
 //! - a bare pod `lonely` running the image: its own workload;
 //! - StatefulSet `db` running the PostgreSQL image;
-//! - a pod in namespace `other` running the Debian image: not watched, no events.
+//! - a pod in namespace `other` running the Debian image: not watched, no events;
+//! - Deployment `reports` → ReplicaSet → a pod not started yet, running the PostgreSQL image by
+//!   tag: matched through the manifest's `image` label (`--tag-label image`);
+//! - a bare pod `moved` running that tag, started on another digest: no events.
 //!
 //! Without python 3.11 (kmock needs it) the test skips with a message; under `CI=true` it fails.
 mod common;
@@ -29,6 +32,8 @@ use sha2::Digest as _;
 
 type Fact = (String, String, String, String);
 
+/// The tag the PostgreSQL manifest is labelled with, and a workload runs it by.
+const POSTGRES_TAG: &str = "registry.example/db/postgres:15";
 const JACKSON: &str = "sha256:0194e59b0b159c8182f2d382953a61d169aa285fe847121f8fc59e7c5a47791a";
 
 fn skip(why: &str) {
@@ -167,6 +172,35 @@ fn cluster(postgres: &str) -> Vec<Value> {
             db_status,
         ),
         pod("stray", "other", None, spec, status),
+        // Runs the PostgreSQL image by tag and has not started: no digest is known, so it is
+        // matched through the manifest's `image` label (`--tag-label image`).
+        object("apps/v1", "Deployment", "reports", None),
+        object(
+            "apps/v1",
+            "ReplicaSet",
+            "reports-5c",
+            Some(("apps/v1", "Deployment", "reports")),
+        ),
+        pod(
+            "reports-5c-q",
+            "shop",
+            Some(("apps/v1", "ReplicaSet", "reports-5c")),
+            json!({"containers": [{"name": "report", "image": POSTGRES_TAG}]}),
+            json!({"phase": "Pending", "containerStatuses": [{"name": "report",
+                "image": POSTGRES_TAG, "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        ),
+        // The same by tag, but started on a digest that is not the labelled manifest's (the
+        // tag has moved since): not affected.
+        pod(
+            "moved",
+            "shop",
+            None,
+            json!({"containers": [{"name": "report", "image": POSTGRES_TAG}]}),
+            json!({"containerStatuses": [{"name": "report", "image": POSTGRES_TAG,
+                "imageID": format!("{POSTGRES_TAG}@sha256:{}", "7".repeat(64)),
+                "ready": true, "restartCount": 0}]}),
+        ),
     ]
 }
 
@@ -286,7 +320,7 @@ async fn end_to_end(generation: Generation) {
     put_ok(
         &http,
         &format!(
-            "{}/api/v1/manifests/{postgres}?distribution=debian:10",
+            "{}/api/v1/manifests/{postgres}?distribution=debian:10&label=image={POSTGRES_TAG}",
             tocsin.base
         ),
         status,
@@ -314,6 +348,7 @@ async fn end_to_end(generation: Generation) {
         let consumer = Killed(
             tocsin_command()
                 .args(["kube", "--namespace", "shop", "--skip-permission-check"])
+                .args(["--tag-label", "image"])
                 .args(["--page-size", page_size])
                 .args(["--listen", &format!("127.0.0.1:{kport}")])
                 .args(match generation {
@@ -356,7 +391,7 @@ async fn end_to_end(generation: Generation) {
                 ("Pod", "lonely"),
             ]
         } else {
-            vec![("StatefulSet", "db")]
+            vec![("StatefulSet", "db"), ("Deployment", "reports")]
         }
     };
     let mut found: BTreeSet<Fact> = BTreeSet::new();
@@ -452,6 +487,10 @@ async fn end_to_end(generation: Generation) {
         assert!(
             got.iter().all(|e| e.1 != "stray"),
             "namespace other is not watched"
+        );
+        assert!(
+            got.iter().all(|e| e.1 != "moved"),
+            "a tag that moved does not match"
         );
         found = got;
         if generation == Generation::V3 {
