@@ -99,6 +99,10 @@ pub struct Checkpoint {
     /// How far it is.
     #[serde(default)]
     pub position: Position,
+    /// When it was accepted (Unix seconds), for the lag metric; `None` in checkpoints written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<i64>,
 }
 
 /// The checkpoints of a consumer: a directory.
@@ -213,6 +217,7 @@ mod tests {
         let mut c = Checkpoint {
             source: v4.clone(),
             position: Position::default(),
+            accepted_at: Some(1_765_000_000),
         };
         store.save(&c).expect("saved");
         c.position.next = Some("token-2".into());
@@ -225,6 +230,7 @@ mod tests {
                     done: true,
                     ..Position::default()
                 },
+                accepted_at: None,
             })
             .expect("saved");
 

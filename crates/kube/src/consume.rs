@@ -108,6 +108,7 @@ impl Consumer {
         let checkpoint = Checkpoint {
             source,
             position: Position::default(),
+            accepted_at: Some(time::OffsetDateTime::now_utc().unix_timestamp()),
         };
         self.checkpoints.save(&checkpoint)?;
         Ok(checkpoint)

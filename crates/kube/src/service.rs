@@ -14,7 +14,9 @@
 //!   configured Clair, a notification that exists there — which it would read anyway.
 //! - `GET /healthz`: 200 once the pod cache is filled (the server starts after it is);
 //!   `GET /metrics`: Prometheus text — notifications received, processed and failed, workloads
-//!   matched, events by outcome.
+//!   matched, events by outcome, and the checkpoint lag: notifications accepted and not yet
+//!   acknowledged (`tocsin_kube_notifications_pending`) and the age of the oldest
+//!   (`tocsin_kube_checkpoint_lag_seconds`), refreshed every few seconds from the checkpoints.
 //!
 //! A notification that fails (the notifier or the API server unreachable) is tried again after
 //! a backoff that doubles up to five minutes; its checkpoint keeps the progress.
@@ -242,6 +244,7 @@ pub async fn run(
         let _ = queue.send(c);
     }
     let worker = tokio::spawn(work(consumer.clone(), queue.clone(), accepted));
+    let lag = tokio::spawn(report_lag(consumer.clone()));
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(addr = ?addr, "the Kubernetes consumer listens (POST /clair/v4, POST /clair)");
     let app = router(AppState {
@@ -254,5 +257,57 @@ pub async fn run(
         .await
         .map_err(|e| KubeError::Config(format!("serving HTTP: {e}")));
     worker.abort();
+    lag.abort();
     served
+}
+
+/// How often the checkpoint lag is measured.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps the checkpoint-lag gauges (module doc) current.
+async fn report_lag(consumer: Arc<Consumer>) {
+    loop {
+        match consumer.checkpoints().all() {
+            Ok(pending) => {
+                let (count, lag) = lag_of(&pending, time::OffsetDateTime::now_utc());
+                metrics::gauge!("tocsin_kube_notifications_pending").set(count as f64);
+                metrics::gauge!("tocsin_kube_checkpoint_lag_seconds").set(lag);
+            }
+            Err(e) => tracing::warn!(error = %e, "measuring the checkpoint lag"),
+        }
+        tokio::time::sleep(LAG_INTERVAL).await;
+    }
+}
+
+/// How many notifications are pending, and how long the oldest has waited (seconds; 0 when
+/// none is).
+fn lag_of(pending: &[Checkpoint], now: time::OffsetDateTime) -> (usize, f64) {
+    let oldest = pending.iter().filter_map(|c| c.accepted_at).min();
+    let lag = oldest.map_or(0.0, |t| (now.unix_timestamp() - t).max(0) as f64);
+    (pending.len(), lag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Position;
+
+    #[test]
+    fn the_lag_is_the_age_of_the_oldest_pending_notification() {
+        let now = time::macros::datetime!(2026-12-08 01:00:00 UTC);
+        let at = |accepted_at: Option<i64>, id: &str| Checkpoint {
+            source: Source::V3 { name: id.into() },
+            position: Position::default(),
+            accepted_at,
+        };
+        assert_eq!(lag_of(&[], now), (0, 0.0));
+        let t = now.unix_timestamp();
+        let pending = [
+            at(Some(t - 30), "a"),
+            at(Some(t - 600), "b"),
+            at(None, "c"),
+            at(Some(t + 5), "clock skew"),
+        ];
+        assert_eq!(lag_of(&pending, now), (4, 600.0));
+    }
 }

@@ -601,6 +601,25 @@ async fn end_to_end(generation: Generation) {
         }
         Err(e) => eprintln!("kubectl not run ({e}): the events were read over HTTP only"),
     }
+    // Its metrics: nothing pending, no lag, and the events it recorded.
+    eventually(Duration::from_secs(30), "the lag gauges settle", || {
+        let http = http.clone();
+        async move {
+            let text = http
+                .get(format!("http://127.0.0.1:{kport}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (text.contains("tocsin_kube_notifications_pending 0")
+                && text.contains("tocsin_kube_checkpoint_lag_seconds 0")
+                && text.contains("tocsin_kube_events_total{outcome=\"created\"}"))
+            .then_some(())
+        }
+    })
+    .await;
     drop(consumer);
     tocsin.terminate();
     // The API server never failed a call: a failure here is the emulator's or the consumer's
