@@ -21,9 +21,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -42,43 +41,6 @@ fn skip(why: &str) {
         "the kube consumer test cannot run under CI=true: {why}"
     );
     eprintln!("skipping the kube consumer test: {why}");
-}
-
-/// Starts the emulator seeded with `objects`; returns it and its URL.
-fn emulator(dir: &Path, objects: &[Value]) -> Option<(Killed, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/kmock.sh"))
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        skip(&format!(
-            "scripts/kmock.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-        return None;
-    }
-    let python = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let seed = dir.join("seed.json");
-    std::fs::write(&seed, serde_json::to_vec(objects).expect("JSON")).expect("seed");
-    let mut child = Command::new(python)
-        .env("EMULATOR_EVENT_DELAY", "0.05")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube/emulator.py"))
-        .arg(&seed)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("emulator.log")).expect("log"))
-        .spawn()
-        .expect("starting the emulator");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the emulator's URL");
-    assert!(
-        line.starts_with("http://127.0.0.1:"),
-        "emulator: {line:?}, log: {}",
-        std::fs::read_to_string(dir.join("emulator.log")).unwrap_or_default()
-    );
-    Some((Killed(child), line.trim().to_string()))
 }
 
 fn meta(name: &str, namespace: &str, owner: Option<(&str, &str, &str)>) -> Value {
@@ -285,7 +247,7 @@ async fn end_to_end(generation: Generation) {
     let dir = tempfile::tempdir().expect("tempdir");
     let status = read(&data.join("inventories/dpkg/postgresql.status"));
     let postgres = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&status)));
-    let Some((_emulator, url)) = emulator(dir.path(), &cluster(&postgres)) else {
+    let Some((_emulator, url)) = kube::emulator(dir.path(), &cluster(&postgres), skip) else {
         return;
     };
     let http = client();
@@ -328,16 +290,7 @@ async fn end_to_end(generation: Generation) {
     .await;
 
     // The consumer.
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: emu, cluster: {{server: \"{url}\"}}}}]\n\
-             users: [{{name: u, user: {{}}}}]\n\
-             contexts: [{{name: emu, context: {{cluster: emu, user: u}}}}]\ncurrent-context: emu\n"
-        ),
-    )
-    .expect("kubeconfig");
+    let kubeconfig = kube::kubeconfig(dir.path(), &url);
     let base = tocsin.base.clone();
     let start_consumer = |page_size: &str| {
         let log = std::fs::OpenOptions::new()

@@ -25,6 +25,8 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
 
+pub mod kube;
+
 /// Environment variables that would change how the child reads its configuration; the tests
 /// set what they need explicitly, so nothing leaks in from the developer's shell.
 const SCRUBBED_ENV: &[&str] = &[

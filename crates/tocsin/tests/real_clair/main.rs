@@ -28,10 +28,14 @@
 //!   tocsin's runs fail and are retried, and once Clair is back every operation is mirrored and
 //!   processed in order, making the sets tocsin standalone makes for those steps.
 //!
+//! - `tocsin kube` on the webhooks Clair's notifier sent, paging and deleting at Clair
+//!   (`kube.rs`).
+//!
 //! Without Go or PostgreSQL the test skips with a message; under `CI=true` it fails instead.
 #[path = "../common/mod.rs"]
 mod common;
 mod ecosystems;
+mod kube;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -1018,6 +1022,15 @@ async fn clair_and_tocsin_agree_on_a_debian_image() {
     tocsin.terminate();
     fronting.terminate();
     fronting_b.terminate();
+    // tocsin kube on Clair's own webhooks, paging and deleting at Clair.
+    let hooks: Vec<Value> = peer
+        .hooks
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, h)| h.clone())
+        .collect();
+    kube::consumer_pages_clairs_notifier(dir.path(), &hooks, &manifest, &notifier_db).await;
     drop(clair);
 }
 
