@@ -300,15 +300,27 @@ impl Consumer {
                 .collect();
             for workload in workloads {
                 out.matched += 1;
-                match self
+                let outcome = match self
                     .recorder
                     .record(workload, &finding, notification)
                     .await?
                 {
-                    Recorded::Created => out.created += 1,
-                    Recorded::Aggregated => out.aggregated += 1,
-                    Recorded::AlreadyRecorded => out.already_recorded += 1,
-                }
+                    Recorded::Created => {
+                        out.created += 1;
+                        "created"
+                    }
+                    Recorded::Aggregated => {
+                        out.aggregated += 1;
+                        "aggregated"
+                    }
+                    Recorded::AlreadyRecorded => {
+                        out.already_recorded += 1;
+                        "already_recorded"
+                    }
+                };
+                metrics::counter!("tocsin_kube_events_total",
+                    "reason" => finding.reason.as_str(), "outcome" => outcome)
+                .increment(1);
             }
         }
         Ok(())

@@ -14,7 +14,8 @@
 //!   configured Clair, a notification that exists there — which it would read anyway.
 //! - `GET /healthz`: 200 once the pod cache is filled (the server starts after it is);
 //!   `GET /metrics`: Prometheus text — notifications received, processed and failed, workloads
-//!   matched, events by outcome, and the checkpoint lag: notifications accepted and not yet
+//!   matched, events by reason and outcome (counted as each is recorded, so a notification that
+//!   fails half-way still counts what it recorded), and the checkpoint lag: notifications accepted and not yet
 //!   acknowledged (`tocsin_kube_notifications_pending`) and the age of the oldest
 //!   (`tocsin_kube_checkpoint_lag_seconds`), refreshed every few seconds from the checkpoints.
 //!
@@ -198,12 +199,6 @@ async fn work(
                 failures.remove(&source);
                 metrics::counter!("tocsin_kube_notifications_processed_total").increment(1);
                 metrics::counter!("tocsin_kube_workloads_matched_total").increment(out.matched);
-                metrics::counter!("tocsin_kube_events_total", "outcome" => "created")
-                    .increment(out.created);
-                metrics::counter!("tocsin_kube_events_total", "outcome" => "aggregated")
-                    .increment(out.aggregated);
-                metrics::counter!("tocsin_kube_events_total", "outcome" => "already_recorded")
-                    .increment(out.already_recorded);
             }
             Err(e) => {
                 let n = failures.entry(source.clone()).or_insert(0);

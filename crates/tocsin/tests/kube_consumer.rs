@@ -568,7 +568,9 @@ async fn end_to_end(generation: Generation) {
                 .ok()?;
             (text.contains("tocsin_kube_notifications_pending 0")
                 && text.contains("tocsin_kube_checkpoint_lag_seconds 0")
-                && text.contains("tocsin_kube_events_total{outcome=\"created\"}"))
+                && text.contains(
+                    "tocsin_kube_events_total{reason=\"VulnerabilityFound\",outcome=\"created\"}",
+                ))
             .then_some(())
         }
     })
