@@ -27,6 +27,7 @@ pub mod consume;
 pub mod events;
 #[cfg(test)]
 mod fixtures;
+mod http;
 pub mod images;
 pub mod rbac;
 pub mod recorder;

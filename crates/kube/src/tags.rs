@@ -52,14 +52,9 @@ impl TagMap {
                 "--tag-label {label:?} is not a label key"
             )));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| KubeError::Config(format!("an HTTP client: {e}")))?;
         Ok(TagMap {
             label: label.to_string(),
-            http,
+            http: crate::http::client(timeout)?,
             signer: signer.map(Arc::new),
             cache: Mutex::new(HashMap::new()),
         })
@@ -84,32 +79,21 @@ impl TagMap {
         }
         let url = format!("{}/api/v1/manifests/{digest}", base.trim_end_matches('/'));
         let failed = |e: &dyn std::fmt::Display| KubeError::Notifier(format!("GET {url}: {e}"));
-        let mut req = self
+        let req = self
             .http
             .get(&url)
             .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(s) = &self.signer {
-            let token = s
-                .sign()
-                .map_err(|e| KubeError::Config(format!("signing a request: {e}")))?;
-            req = req.bearer_auth(token);
-        }
-        let mut resp = req.send().await.map_err(|e| failed(&e))?;
+        let resp = crate::http::signed(req, self.signer.as_deref())?
+            .send()
+            .await
+            .map_err(|e| failed(&e))?;
         let status = resp.status();
         let found = if status == reqwest::StatusCode::NOT_FOUND {
             None
         } else if !status.is_success() {
             return Err(failed(&format!("HTTP {status}")));
         } else {
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| failed(&e))? {
-                if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
-                    return Err(failed(&format!(
-                        "the answer is larger than {MAX_MANIFEST_BYTES} bytes"
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = crate::http::body(resp, MAX_MANIFEST_BYTES, &format!("GET {url}")).await?;
             let m: Manifest = serde_json::from_slice(&body)
                 .map_err(|e| failed(&format!("not a manifest: {e}")))?;
             m.labels.get(&self.label).and_then(|v| images::normalize(v))

@@ -141,28 +141,15 @@ impl Client {
         page_size: u32,
         timeout: Duration,
     ) -> Result<Client, KubeError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| KubeError::Config(format!("an HTTP client: {e}")))?;
         Ok(Client {
-            http,
+            http: crate::http::client(timeout)?,
             signer: signer.map(std::sync::Arc::new),
             page_size: page_size.max(1),
         })
     }
 
     fn signed(&self, b: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, KubeError> {
-        Ok(match &self.signer {
-            Some(s) => {
-                let token = s
-                    .sign()
-                    .map_err(|e| KubeError::Config(format!("signing a request: {e}")))?;
-                b.bearer_auth(token)
-            }
-            None => b,
-        })
+        crate::http::signed(b, self.signer.as_deref())
     }
 
     /// The page of `callback` after `next` (the first page when `None`); `None` when the
@@ -180,7 +167,7 @@ impl Client {
             url.query_pairs_mut().append_pair("next", n);
         }
         let failed = |e: reqwest::Error| KubeError::Notifier(format!("GET {url}: {e}"));
-        let mut resp = self
+        let resp = self
             .signed(self.http.get(url.clone()))?
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -193,15 +180,7 @@ impl Client {
         if !status.is_success() {
             return Err(KubeError::Notifier(format!("GET {url}: HTTP {status}")));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
-            if body.len() + chunk.len() > MAX_PAGE_BYTES {
-                return Err(KubeError::Notifier(format!(
-                    "GET {url}: the page is larger than {MAX_PAGE_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::http::body(resp, MAX_PAGE_BYTES, &format!("GET {url}")).await?;
         parse_page(&body).map(Some)
     }
 

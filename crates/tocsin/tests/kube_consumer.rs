@@ -316,20 +316,8 @@ async fn end_to_end(generation: Generation) {
                 .spawn()
                 .expect("tocsin kube"),
         );
-        let http = http.clone();
         async move {
-            eventually(Duration::from_secs(60), "the consumer is up", || {
-                let http = http.clone();
-                async move {
-                    let r = http
-                        .get(format!("http://127.0.0.1:{kport}/healthz"))
-                        .send()
-                        .await
-                        .ok()?;
-                    (r.status() == 200).then_some(())
-                }
-            })
-            .await;
+            kube::healthy(kport).await;
             consumer
         }
     };

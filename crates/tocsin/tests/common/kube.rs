@@ -61,3 +61,24 @@ pub fn kubeconfig(dir: &Path, url: &str) -> PathBuf {
     .expect("kubeconfig");
     path
 }
+
+/// Waits (a minute at most) until the consumer listening on `port` answers `/healthz`.
+pub async fn healthy(port: u16) {
+    let http = super::client();
+    super::eventually(
+        std::time::Duration::from_secs(60),
+        "the consumer is up",
+        || {
+            let http = http.clone();
+            async move {
+                let r = http
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .send()
+                    .await
+                    .ok()?;
+                (r.status() == 200).then_some(())
+            }
+        },
+    )
+    .await;
+}

@@ -108,19 +108,8 @@ pub(crate) async fn consumer_pages_clairs_notifier(
             .spawn()
             .expect("tocsin kube"),
     );
+    kube::healthy(port).await;
     let http = client();
-    eventually(Duration::from_secs(60), "the consumer is up", || {
-        let http = http.clone();
-        async move {
-            let r = http
-                .get(format!("http://127.0.0.1:{port}/healthz"))
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
-        }
-    })
-    .await;
     // Clair's webhook bodies, as Clair sent them, signed as Clair's notifier signs them.
     let key = tocsin_deliver::PskKey::from_base64(PSK).expect("the test key");
     for hook in hooks {
