@@ -167,6 +167,28 @@ async fn https_serves_health_the_pull_api_and_grpc_on_one_port() {
     // Clair v3's gRPC service on the same port, over TLS with ALPN h2.
     let channel = grpc(&pki, port, None).await.unwrap();
     v3_not_found(channel).await.unwrap();
+    // The Kubernetes consumer's v3 client, over TLS with the CA it is given (`--clair-v3-ca`):
+    // NOT_FOUND reads as "gone"; without the CA the server is not trusted.
+    #[cfg(feature = "kube")]
+    {
+        let url = format!("https://localhost:{port}");
+        let ca = pki.ca.pem();
+        let consumer = tocsin_kube::v3::Client::new(
+            &url,
+            Some(ca.as_bytes()),
+            None,
+            10,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let at = tocsin_kube::checkpoint::Streams::default();
+        let name = "00000000-0000-0000-0000-000000000000";
+        assert_eq!(consumer.page(name, &at).await.unwrap(), None);
+        let untrusting =
+            tocsin_kube::v3::Client::new(&url, None, None, 10, Duration::from_secs(30)).unwrap();
+        let err = untrusting.page(name, &at).await.unwrap_err();
+        assert!(err.to_string().contains("GetNotification"), "{err}");
+    }
     server.terminate();
 }
 
