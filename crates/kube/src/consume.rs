@@ -43,9 +43,8 @@ pub struct Outcome {
     pub gone: bool,
 }
 
-/// One event to record, for every workload running `image`.
+/// One event to record, for every workload running the finding's image.
 struct Item {
-    image: String,
     severity: Severity,
     finding: Finding,
 }
@@ -124,16 +123,15 @@ impl Consumer {
             }
             Source::V3 { name } => self.process_v3(checkpoint, name, &mut out).await?,
         };
+        self.checkpoints.remove(&source)?;
         if !finished {
             tracing::info!(
                 notification = source.key(),
                 "the notifier no longer has it; nothing more to do"
             );
-            self.checkpoints.remove(&source)?;
             out.gone = true;
             return Ok(out);
         }
-        self.checkpoints.remove(&source)?;
         tracing::info!(
             notification = source.key(),
             pages = out.pages,
@@ -156,44 +154,41 @@ impl Consumer {
         callback: &str,
         out: &mut Outcome,
     ) -> Result<bool, KubeError> {
-        {
-            while !checkpoint.position.done {
-                let Some(page) = self
-                    .notifier
-                    .page(callback, checkpoint.position.next.as_deref())
-                    .await?
-                else {
-                    return Ok(false);
-                };
-                let items = page
-                    .entries
-                    .into_iter()
-                    .map(|e| Item {
+        let origin = tags::origin(callback)?;
+        while !checkpoint.position.done {
+            let Some(page) = self
+                .notifier
+                .page(callback, checkpoint.position.next.as_deref())
+                .await?
+            else {
+                return Ok(false);
+            };
+            let items = page
+                .entries
+                .into_iter()
+                .map(|e| Item {
+                    severity: e.severity,
+                    finding: Finding {
+                        reason: e.reason,
+                        vulnerability: e.vulnerability,
+                        severity: e.severity.to_string(),
+                        package: e.package,
+                        fixed_in: e.fixed_in,
                         image: e.manifest.to_string(),
-                        severity: e.severity,
-                        finding: Finding {
-                            reason: e.reason,
-                            vulnerability: e.vulnerability,
-                            severity: e.severity.to_string(),
-                            package: e.package,
-                            fixed_in: e.fixed_in,
-                            image: e.manifest.to_string(),
-                        },
-                    })
-                    .collect();
-                self.record(id, &tags::origin(callback)?, items, out)
-                    .await?;
-                out.pages += 1;
-                checkpoint.position.pages += 1;
-                match page.next {
-                    Some(next) => checkpoint.position.next = Some(next),
-                    None => checkpoint.position.done = true,
-                }
-                self.checkpoints.save(&checkpoint)?;
+                    },
+                })
+                .collect();
+            self.record(id, &origin, items, out).await?;
+            out.pages += 1;
+            checkpoint.position.pages += 1;
+            match page.next {
+                Some(next) => checkpoint.position.next = Some(next),
+                None => checkpoint.position.done = true,
             }
-            self.notifier.acknowledge(callback).await?;
-            Ok(true)
+            self.checkpoints.save(&checkpoint)?;
         }
+        self.notifier.acknowledge(callback).await?;
+        Ok(true)
     }
 
     /// The v3 streams side by side ([`v3::step`]), then `MarkNotificationAsRead`; false when
@@ -209,6 +204,7 @@ impl Consumer {
                 "notification {name}: a v2/v3 notification, and no v3 API is configured (--clair-v3)"
             )));
         };
+        let origin = client.origin();
         while !checkpoint.position.done {
             let at = checkpoint.position.streams.clone().unwrap_or_default();
             let Some(page) = client.page(name, &at).await? else {
@@ -216,7 +212,6 @@ impl Consumer {
             };
             let step = v3::step(&at, &page);
             let item = |a: &v3::Ancestry, reason: Reason, v: &v3::Vulnerability| Item {
-                image: a.name.clone(),
                 severity: v.normalized_severity(),
                 finding: Finding {
                     reason,
@@ -242,7 +237,7 @@ impl Consumer {
                 };
                 items.extend(ancestries.iter().map(|a| item(a, reason, v)));
             }
-            self.record(name, &client.origin(), items, out).await?;
+            self.record(name, origin, items, out).await?;
             out.pages += 1;
             checkpoint.position.pages += 1;
             checkpoint.position.streams = Some(step.next);
@@ -270,7 +265,7 @@ impl Consumer {
                 continue;
             }
             let mut keys = Vec::with_capacity(2);
-            match (Digest::parse(&item.image), &self.tags) {
+            match (Digest::parse(&item.finding.image), &self.tags) {
                 (Ok(d), Some(tags)) => {
                     if let Some(r) = tags.reference(origin, &d).await? {
                         keys.push(Image::Reference(r));
@@ -278,8 +273,10 @@ impl Consumer {
                     keys.push(Image::Digest(d));
                 }
                 (Ok(d), None) => keys.push(Image::Digest(d)),
-                (Err(_), Some(tags)) => {
-                    keys.extend(tags.name_as_reference(&item.image).map(Image::Reference));
+                (Err(_), Some(_)) => {
+                    keys.extend(
+                        crate::images::normalize(&item.finding.image).map(Image::Reference),
+                    );
                 }
                 (Err(_), None) => {}
             }

@@ -60,11 +60,6 @@ impl TagMap {
         })
     }
 
-    /// A name a v2/v3 notification gives an image, as a reference (module doc).
-    pub fn name_as_reference(&self, name: &str) -> Option<String> {
-        images::normalize(name)
-    }
-
     /// The normalised reference `digest` is labelled with at the notifier `base`
     /// (`scheme://host:port`); `None` when it has no such label or the notifier does not
     /// know the manifest.

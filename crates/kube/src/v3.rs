@@ -223,6 +223,7 @@ const MAX_MESSAGE_BYTES: usize = 16 << 20;
 pub struct Client {
     channel: Channel,
     target: String,
+    origin: String,
     signer: Option<Arc<PskSigner>>,
     limit: i32,
     /// The server answered `Unimplemented` under `coreos.clair`: use `clairpb`.
@@ -260,6 +261,7 @@ impl Client {
         Ok(Client {
             channel: endpoint.connect_lazy(),
             target: url.to_string(),
+            origin: parsed.origin().ascii_serialization(),
             signer: signer.map(Arc::new),
             limit: i32::try_from(limit.max(1)).unwrap_or(i32::MAX),
             old_package: Arc::new(AtomicBool::new(false)),
@@ -267,8 +269,8 @@ impl Client {
     }
 
     /// `scheme://host:port` of the API.
-    pub fn origin(&self) -> String {
-        crate::tags::origin(&self.target).unwrap_or_else(|_| self.target.clone())
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>, KubeError> {
